@@ -1,0 +1,160 @@
+"""``python -m lmmr1_agent.evaluate``: play an agent on lmmr1 environments and report the scores.
+
+Example::
+
+    python -m lmmr1_agent.evaluate --env LMMR1/TextMath-v0 --agent oracle --episodes 100
+    python -m lmmr1_agent.evaluate --env 'LMMR1/TextMath-v0:{"difficulty": 4}' --agent random
+
+Prints a results table (mean return with its standard error, each reward term, success rate, how
+many responses could not be read, time) and writes ``results.json`` and ``episodes.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from tqdm import tqdm
+
+import lmmr1_env
+from lmmr1_agent.agents import make_agent
+from lmmr1_agent.rollout import HISTORY_MODES, Episode, play_episodes
+
+
+def parse_env_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"ID"`` or ``'ID:{"json": "kwargs"}'`` → (id, kwargs)."""
+    env_id, _, raw = spec.partition(":")
+    kwargs: dict[str, Any] = {}
+    if raw:
+        try:
+            kwargs = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"--env {spec!r}: the kwargs after ':' are not valid JSON ({exc.msg})") from None
+        if not isinstance(kwargs, dict):
+            raise SystemExit(f"--env {spec!r}: the kwargs after ':' must be a JSON object")
+    if env_id not in gym.registry:
+        known = ", ".join(lmmr1_env.registered_ids())
+        raise SystemExit(f"--env {env_id!r} is not a registered environment; lmmr1 provides: {known}")
+    return env_id, kwargs
+
+
+def summarize(env_id: str, kwargs: dict, episodes: list[Episode], seconds: float) -> dict[str, Any]:
+    """Mean return with standard error, per-term means, success and parse-error rates for one env."""
+    n = len(episodes)
+    returns = [e.total_return for e in episodes]
+    mean = sum(returns) / n
+    var = sum((r - mean) ** 2 for r in returns) / (n - 1) if n > 1 else 0.0
+    terms = sorted({name for e in episodes for name in e.reward_terms})
+    turns = sum(len(e.turns) for e in episodes)
+    successes = [e.success for e in episodes if e.success is not None]
+    return {
+        "env": env_id,
+        "kwargs": kwargs,
+        "episodes": n,
+        "mean_return": mean,
+        "stderr": math.sqrt(var / n),
+        "reward_terms": {t: sum(e.reward_terms.get(t, 0.0) for e in episodes) / n for t in terms},
+        "success_rate": sum(successes) / len(successes) if successes else None,
+        "parse_error_rate": sum(e.parse_errors for e in episodes) / max(turns, 1),
+        "mean_turns": turns / n,
+        "seconds": seconds,
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The results as an aligned plain-text table."""
+    terms = sorted({t for r in rows for t in r["reward_terms"]})
+    header = ["env", "episodes", "return", *terms, "success", "unreadable", "seconds"]
+    body = []
+    for r in rows:
+        success = "-" if r["success_rate"] is None else f"{r['success_rate']:.1%}"
+        body.append([r["env"], str(r["episodes"]), f"{r['mean_return']:.3f} ± {r['stderr']:.3f}",
+                     *(f"{r['reward_terms'].get(t, 0.0):.3f}" for t in terms), success,
+                     f"{r['parse_error_rate']:.1%}", f"{r['seconds']:.1f}"])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def episode_record(episode: Episode) -> dict[str, Any]:
+    """An episode as a JSON-able record (images are not included)."""
+    return {
+        "env": episode.env_id, "seed": episode.seed, "return": episode.total_return,
+        "reward_terms": episode.reward_terms, "success": episode.success, "truncated": episode.truncated,
+        "turns": [{"observation": t.text, "has_image": t.image is not None, "response": t.response,
+                   "reward": t.reward, "reward_terms": t.reward_terms, "parse_error": t.parse_error}
+                  for t in episode.turns],
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lmmr1_agent.evaluate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", action="append", metavar="ID[:JSON]",
+                        help='environment id, optionally with JSON kwargs: \'LMMR1/TextMath-v0:{"difficulty": 3}\'; '
+                             "repeat for several (default: LMMR1/TextMath-v0)")
+    parser.add_argument("--agent", default="oracle", help="agent name: idle, random, oracle (default: oracle)")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per environment (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="first env seed; episode k plays seed + k (default: 0)")
+    parser.add_argument("--split", choices=["train", "test"], default="test",
+                        help="split for envs whose kwargs do not set one (default: test)")
+    parser.add_argument("--batch-size", type=int, default=8, help="episodes played side by side (default: 8)")
+    parser.add_argument("--history", choices=HISTORY_MODES, default="full",
+                        help="multi-turn prompts: the whole episode or the latest observation (default: full)")
+    parser.add_argument("--demonstration", action=argparse.BooleanOptionalAction, default=None,
+                        help="send the env's solved example exchange first (default: the agent's choice)")
+    parser.add_argument("--output", type=Path, default=Path("runs/eval"),
+                        help="folder for results.json and episodes.jsonl (default: runs/eval)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.episodes < 1 or args.batch_size < 1:
+        raise SystemExit("--episodes and --batch-size must be at least 1")
+    specs = [parse_env_spec(s) for s in (args.env or ["LMMR1/TextMath-v0"])]
+    try:
+        agent = make_agent(args.agent, seed=args.seed)
+    except ValueError as exc:
+        raise SystemExit(f"--agent: {exc}") from None
+    args.output.mkdir(parents=True, exist_ok=True)
+    rows, seeds = [], list(range(args.seed, args.seed + args.episodes))
+    with open(args.output / "episodes.jsonl", "w", encoding="utf-8") as log:
+        for env_id, kwargs in specs:
+            kwargs = {"split": args.split, **kwargs}
+            try:
+                gym.make(env_id, **kwargs).close()  # fail on bad kwargs before the progress bar starts
+            except (TypeError, ValueError) as exc:
+                raise SystemExit(f"--env {env_id}: {exc}") from None
+            start, episodes = time.monotonic(), []
+            bar = tqdm(total=len(seeds), desc=env_id, unit="ep", disable=args.no_progress, file=sys.stderr)
+            make_env = functools.partial(gym.make, env_id, **kwargs)
+            for episode in play_episodes(make_env, agent, seeds, env_id=env_id,
+                                         batch_size=args.batch_size, history=args.history,
+                                         demonstration=args.demonstration):
+                episodes.append(episode)
+                log.write(json.dumps(episode_record(episode)) + "\n")
+                bar.update(1)
+                bar.set_postfix(ret=f"{sum(e.total_return for e in episodes) / len(episodes):.3f}")
+            bar.close()
+            rows.append(summarize(env_id, kwargs, episodes, time.monotonic() - start))
+    agent.close()
+    results = {"agent": args.agent, "seed": args.seed, "episodes_per_env": args.episodes, "results": rows}
+    (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"agent: {args.agent}")
+    print(format_table(rows))
+    print(f"results: {args.output / 'results.json'}  episodes: {args.output / 'episodes.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Playing episodes: the one place that turns observations into prompts and responses into actions.
+
+The rollout meets environments through the Gymnasium API only and agents through
+:class:`lmmr1_agent.agents.Agent`; it never imports an env class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from lmmr1_agent.agents.base import Agent, Response
+from lmmr1_env.chat import build_messages
+from lmmr1_env.types import Message, Observation
+
+HISTORY_MODES = ("full", "last")
+
+
+@dataclass
+class Turn:
+    """One observation, the response to it, and what the env made of it."""
+
+    text: str
+    image: np.ndarray | None
+    response: str
+    reward: float
+    reward_terms: dict[str, float]
+    parse_error: str | None = None
+    truncated_response: bool = False
+
+
+@dataclass
+class Episode:
+    """A finished episode with its turns, return and per-term totals."""
+
+    env_id: str
+    seed: int
+    system_prompt: str
+    turns: list[Turn] = field(default_factory=list)
+    reward_terms: dict[str, float] = field(default_factory=dict)
+    success: bool | None = None
+    truncated: bool = False
+    final_info: dict[str, Any] = field(default_factory=dict)
+    #: The messages of the last prompt the agent saw (with the demonstration, if sent).
+    last_prompt: list[Message] = field(default_factory=list)
+
+    @property
+    def total_return(self) -> float:
+        return float(sum(t.reward for t in self.turns))
+
+    @property
+    def parse_errors(self) -> int:
+        return sum(t.parse_error is not None for t in self.turns)
+
+
+def conversation(system_prompt: str, observations: Sequence[Observation], responses: Sequence[str],
+                 demonstration: Sequence[Message] | None, history: str) -> list[Message]:
+    """The prompt for the next response: the whole episode (``full``) or the latest observation (``last``)."""
+    if history == "full":
+        return build_messages(system_prompt, observations, responses, demonstration)
+    if history == "last":
+        return build_messages(system_prompt, observations[-1:], (), demonstration)
+    raise ValueError(f"history must be one of {HISTORY_MODES}, got {history!r}")
+
+
+def play_episodes(make_env: Callable[[], gym.Env], agent: Agent, seeds: Sequence[int], *, env_id: str = "",
+                  batch_size: int = 8, history: str = "full", demonstration: bool | None = None,
+                  max_turns: int = 1000) -> Iterator[Episode]:
+    """Play one episode per seed, ``batch_size`` at a time, asking ``agent`` for each batch of turns.
+
+    ``demonstration`` (default: the agent's preference) sends the env's solved example exchange first.
+    Episodes are yielded as their batch finishes, in seed order.
+    """
+    if history not in HISTORY_MODES:
+        raise ValueError(f"history must be one of {HISTORY_MODES}, got {history!r}")
+    send_demo = agent.uses_demonstration if demonstration is None else demonstration
+    envs: list[gym.Env] = []
+    try:
+        for start in range(0, len(seeds), batch_size):
+            chunk = list(seeds[start:start + batch_size])
+            while len(envs) < len(chunk):
+                envs.append(make_env())
+            yield from _play_batch(envs[:len(chunk)], agent, chunk, env_id, history, send_demo, max_turns)
+    finally:
+        for env in envs:
+            env.close()
+
+
+def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str, history: str, send_demo: bool,
+                max_turns: int) -> list[Episode]:
+    episodes, observations, responses, infos, demos = [], [], [], [], []
+    for env, seed in zip(envs, seeds):
+        obs, info = env.reset(seed=seed)
+        system_prompt = info.get("system_prompt", env.get_wrapper_attr("system_prompt"))
+        episodes.append(Episode(env_id=env_id, seed=seed, system_prompt=system_prompt))
+        observations.append([obs])
+        responses.append([])
+        infos.append(info)
+        demos.append(env.get_wrapper_attr("demonstration") if send_demo else None)
+    active = list(range(len(envs)))
+    for _ in range(max_turns):
+        if not active:
+            break
+        prompts = [conversation(episodes[i].system_prompt, observations[i], responses[i], demos[i], history)
+                   for i in active]
+        replies: list[Response] = agent.act(prompts, [infos[i] for i in active])
+        if len(replies) != len(active):
+            raise RuntimeError(f"{type(agent).__name__}.act returned {len(replies)} responses "
+                               f"for {len(active)} prompts")
+        still_active = []
+        for i, prompt, reply in zip(active, prompts, replies):
+            obs, reward, terminated, truncated, info = envs[i].step(reply.text)
+            last = observations[i][-1]
+            episode = episodes[i]
+            episode.last_prompt = prompt
+            episode.turns.append(Turn(text=last["text"], image=last.get("image"), response=reply.text,
+                                      reward=float(reward), reward_terms=dict(info.get("reward_terms", {})),
+                                      parse_error=info.get("parse_error"), truncated_response=reply.truncated))
+            for name, value in info.get("reward_terms", {}).items():
+                episode.reward_terms[name] = episode.reward_terms.get(name, 0.0) + float(value)
+            responses[i].append(reply.text)
+            observations[i].append(obs)
+            infos[i] = info
+            if terminated or truncated:
+                episode.truncated = bool(truncated and not terminated)
+                episode.success = info.get("success")
+                episode.final_info = info
+            else:
+                still_active.append(i)
+        active = still_active
+    for i in active:  # ran out of turns
+        episodes[i].truncated = True
+        episodes[i].final_info = infos[i]
+    return episodes

@@ -1,0 +1,146 @@
+"""Reading user datasets (LMM-R1's message-format JSONL, plain problem/answer rows) and the split rule.
+
+Every error names the user's thing: ``record 17 of train.jsonl: no 'answer' field``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+#: Share of problem texts that the hash split sends to "test".
+TEST_FRACTION = 0.1
+_SPLIT_ALIASES = {"train": "train", "training": "train", "test": "test", "val": "test", "validation": "test",
+                  "valid": "test", "dev": "test", "eval": "test"}
+
+
+class DatasetError(ValueError):
+    """A dataset row or file that cannot be used, with the record it concerns in the message."""
+
+
+def builtin_data(*parts: str) -> Path:
+    """Path of a file shipped in ``envs/`` (installed as the package ``lmmr1_env.data``)."""
+    return Path(str(resources.files("lmmr1_env.data").joinpath(*parts)))
+
+
+def split_of_text(text: str) -> str:
+    """The fixed hash split of a problem text: ``"test"`` for about TEST_FRACTION of texts, else ``"train"``."""
+    digest = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    return "test" if digest % 1000 < TEST_FRACTION * 1000 else "train"
+
+
+def read_records(source: str | Path | Sequence[dict]) -> tuple[list[tuple[str, dict]], Path | None]:
+    """Rows of a ``.jsonl`` / ``.json`` file or an in-memory list, each with where it came from.
+
+    Returns ``([(where, row), ...], file_path_or_None)``; ``where`` reads "record 3 of data.jsonl".
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise DatasetError(f"dataset file {str(source)!r} not found")
+        text = path.read_text(encoding="utf-8")
+        name = path.name
+        if path.suffix == ".json":
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{name} is not valid JSON: {exc}") from None
+            if not isinstance(rows, list):
+                raise DatasetError(f"{name} must hold a JSON list of records, got {type(rows).__name__}")
+            records = [(f"record {i + 1} of {name}", row) for i, row in enumerate(rows)]
+        else:
+            records = []
+            for lineno, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append((f"record {lineno} of {name}", json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"line {lineno} of {name} is not valid JSON: {exc.msg}") from None
+        base = path
+    elif isinstance(source, Iterable):
+        records = [(f"record {i + 1} of the dataset list", row) for i, row in enumerate(source)]
+        base = None
+    else:
+        raise TypeError(f"dataset must be a path or a list of dicts, got {type(source).__name__}")
+    for where, row in records:
+        if not isinstance(row, dict):
+            raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    if not records:
+        raise DatasetError(f"dataset {source if base else 'list'} has no records")
+    return records, base
+
+
+def row_split(row: dict, where: str) -> str | None:
+    """The row's own ``split`` field, normalised to train/test, or None when it has none."""
+    if "split" not in row or row["split"] is None:
+        return None
+    value = str(row["split"]).strip().lower()
+    if value not in _SPLIT_ALIASES:
+        raise DatasetError(f"{where}: split {row['split']!r} is not one of {sorted(_SPLIT_ALIASES)}")
+    return _SPLIT_ALIASES[value]
+
+
+def gold_answer(row: dict, where: str) -> str:
+    """The row's ``answer`` as a string (numbers allowed), or a DatasetError."""
+    if "answer" not in row:
+        raise DatasetError(f"{where}: no 'answer' field")
+    answer = row["answer"]
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        raise DatasetError(f"{where}: 'answer' must be a string or a number, got {type(answer).__name__}")
+    answer = str(answer).strip()
+    if not answer:
+        raise DatasetError(f"{where}: 'answer' is empty")
+    return answer
+
+
+def chat_of_row(row: dict, where: str) -> tuple[str | None, list[dict]] | None:
+    """``(system_text, user_content_parts)`` of a message-format row, or None for a plain row.
+
+    LMM-R1 stores the chat as a JSON *string* in ``message``; a real list (or ``messages``) works too.
+    The row must hold exactly one user message; its content becomes a list of parts.
+    """
+    key = "message" if "message" in row else "messages" if "messages" in row else None
+    if key is None:
+        return None
+    chat: Any = row[key]
+    if isinstance(chat, str):
+        try:
+            chat = json.loads(chat)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{where}: '{key}' is a string but not a JSON chat list ({exc.msg})") from None
+    if isinstance(chat, dict):
+        chat = [chat]
+    if not isinstance(chat, list) or not all(isinstance(m, dict) and "role" in m for m in chat):
+        raise DatasetError(f"{where}: '{key}' must be a list of {{'role', 'content'}} messages")
+    system = [m for m in chat if m["role"] == "system"]
+    users = [m for m in chat if m["role"] == "user"]
+    others = [m["role"] for m in chat if m["role"] not in ("system", "user")]
+    if others:
+        raise DatasetError(f"{where}: '{key}' has {others[0]!r} messages; a task row holds the prompt only")
+    if len(users) != 1:
+        raise DatasetError(f"{where}: '{key}' must hold exactly one user message, found {len(users)}")
+    system_text = _content_parts(system[0].get("content", ""), where) if system else None
+    if system_text is not None:
+        system_text = "\n".join(p["text"] for p in system_text if p.get("type") == "text")
+    return system_text, _content_parts(users[0].get("content", ""), where)
+
+
+def _content_parts(content: Any, where: str) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise DatasetError(f"{where}: message content must be a string or a list of parts")
+    parts = []
+    for part in content:
+        if isinstance(part, str):
+            part = {"type": "text", "text": part}
+        if not isinstance(part, dict) or "type" not in part:
+            raise DatasetError(f"{where}: a content part must be an object with a 'type', got {part!r:.80}")
+        parts.append(part)
+    return parts
+

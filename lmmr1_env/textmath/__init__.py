@@ -1,0 +1,1 @@
+"""Text math: procedural families, dataset loaders, and the single-turn env."""

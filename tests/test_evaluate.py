@@ -1,0 +1,42 @@
+"""The evaluation CLI, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "lmmr1_agent.evaluate", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_oracle_and_idle_scores(tmp_path):
+    done = run_cli("--agent", "oracle", "--episodes", "20", "--no-progress", "--output", str(tmp_path / "o"),
+                   "--env", "LMMR1/TextMath-v0", "--env", 'LMMR1/TextMath-v0:{"dataset": "sample", "split": "train"}',
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1.500 ± 0.000" in done.stdout and "100.0%" in done.stdout
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [r["mean_return"] for r in results["results"]] == [1.5, 1.5]
+    assert results["results"][0]["reward_terms"] == {"accuracy": 1.0, "format": 0.5}
+    episodes = (tmp_path / "o" / "episodes.jsonl").read_text().splitlines()
+    assert len(episodes) == 40 and json.loads(episodes[0])["turns"][0]["response"].startswith("<think>")
+
+    idle = run_cli("--agent", "idle", "--episodes", "8", "--no-progress", "--output", str(tmp_path / "i"),
+                   cwd=tmp_path)
+    assert idle.returncode == 0, idle.stderr
+    result = json.loads((tmp_path / "i" / "results.json").read_text())["results"][0]
+    assert result["mean_return"] == 0.0 and result["parse_error_rate"] == 1.0
+
+
+def test_user_errors_are_clear(tmp_path):
+    unknown_env = run_cli("--env", "LMMR1/Chess-v0", cwd=tmp_path)
+    assert unknown_env.returncode != 0 and "not a registered environment" in unknown_env.stderr
+    bad_kwargs = run_cli("--env", 'LMMR1/TextMath-v0:{"difficulty": 11}', "--no-progress", cwd=tmp_path)
+    assert bad_kwargs.returncode != 0 and "difficulty" in bad_kwargs.stderr
+    bad_agent = run_cli("--agent", "gpt-17", cwd=tmp_path)
+    assert bad_agent.returncode != 0 and "unknown agent" in bad_agent.stderr
+    bad_json = run_cli("--env", "LMMR1/TextMath-v0:{difficulty", cwd=tmp_path)
+    assert bad_json.returncode != 0 and "not valid JSON" in bad_json.stderr

@@ -1,0 +1,200 @@
+"""The math reward: format rule, both accuracy modes, math-verify's known quirks, hostile input."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from lmmr1_env.rewards import MathVerifier, extract_answer, format_ok, score_math, strip_eos
+
+
+def wrap(answer: str, think: str = "work") -> str:
+    return f"<think>{think}</think><answer>{answer}</answer>"
+
+
+# ---- format ----
+
+@pytest.mark.parametrize("response", [
+    "<think>a</think><answer>1</answer>",
+    "  <think>a\nb</think><answer>1</answer>\n",
+    "<think></think><answer></answer>",
+    "<think>a</think><answer>1</answer><|im_end|>",
+    "<think>a</think><answer>1</answer><|endoftext|>",
+    "<think>a</think><answer>1</answer><end_of_turn>",
+])
+def test_format_accepts_exact_think_answer(response):
+    assert format_ok(strip_eos(response))
+
+
+@pytest.mark.parametrize("response", [
+    "<think>a</think> <answer>1</answer>",          # text between the pairs
+    "<think>a</think>\n<answer>1</answer>",
+    "hello <think>a</think><answer>1</answer>",     # text before
+    "<think>a</think><answer>1</answer> bye",       # text after
+    "<answer>1</answer>",                           # no think
+    "<think>a</think>",                             # no answer
+    "<think>a<think>b</think><answer>1</answer>",   # two <think>
+    "<think>a</think><answer>1</answer><answer>2</answer>",
+    "<answer>1</answer><think>a</think>",           # wrong order
+    "<think>a</think><answer>1",                    # unclosed
+])
+def test_format_rejects(response):
+    assert not format_ok(strip_eos(response))
+    assert score_math(response, "1").terms["format"] == 0.0
+
+
+def test_extract_answer_takes_last_pair():
+    assert extract_answer("<answer> 1 </answer> then <answer>2</answer>") == "2"
+    assert extract_answer("no tags") is None
+
+
+# ---- accuracy, "answer" mode ----
+
+@pytest.mark.parametrize("gold,prediction", [
+    ("3", "3"), ("3", "$3$"), ("3", "\\boxed{3}"), ("3", "$\\boxed{3}$"), ("3", "3.0"),
+    ("\\frac{1}{2}", "0.5"), ("0.5", "\\frac{1}{2}"), ("\\frac{1}{2}", "1/2"), ("\\frac12", "\\frac{1}{2}"),
+    ("$\\boxed{60}$", "60"), ("-\\frac{3}{4}", "-0.75"), ("5\\sqrt{2}", "\\sqrt{50}"), ("9\\pi", "9 \\pi"),
+    ("x^2+1", "1+x^2"), ("(3,-1)", "(3, -1)"), ("x=5", "5"), ("10\\%", "10"), ("1,000", "1000"),
+    ("\\sqrt{3}", "\\sqrt3"), ("A", "A"), ("B", "(B)"), ("C", "C) 12"), ("D", "\\boxed{D}"), ("(A)", "A"),
+    ("\\text{Monday}", "Monday"), ("12", "12 cm"),
+])
+def test_answer_mode_equivalent_forms_score(gold, prediction):
+    score = score_math(wrap(prediction), gold)
+    assert score.terms == {"format": 0.5, "accuracy": 1.0}, score
+    assert score.reward == 1.5 and score.parse_error is None
+
+
+@pytest.mark.parametrize("gold,prediction", [
+    ("3", "4"), ("\\frac{1}{2}", "0.51"), ("A", "B"), ("A", "(C)"), ("x^2+1", "x^2-1"), ("12", "-12"),
+    ("(3,-1)", "(-1, 3)"),
+])
+def test_answer_mode_wrong_answers_score_format_only(gold, prediction):
+    score = score_math(wrap(prediction), gold)
+    assert score.terms == {"format": 0.5, "accuracy": 0.0}
+
+
+def test_accuracy_counts_without_format():
+    score = score_math("The answer: <answer>7</answer>", "7")
+    assert score.terms == {"format": 0.0, "accuracy": 1.0}
+
+
+def test_unreadable_answers_say_why():
+    assert "no <answer>" in score_math("I think it is 7", "7").parse_error
+    assert "empty" in score_math(wrap(""), "7").parse_error
+    long = score_math(wrap("1" * 20_000), "7")
+    assert long.reward == 0.5 and "characters long" in long.parse_error
+
+
+def test_known_math_verify_false_negatives_are_kept():
+    """math-verify's behaviour, not ours to hide (DESIGN.md)."""
+    assert score_math(wrap("\\frac{2n}{2}"), "n").terms["accuracy"] == 0.0
+    assert score_math(wrap("n+0"), "n").terms["accuracy"] == 0.0
+
+
+# ---- accuracy, "lmmr1" mode (LMM-R1's verifier exactly) ----
+
+@pytest.mark.parametrize("response,gold,accuracy", [
+    (wrap("$3$"), "3", 1.0),
+    (wrap("3"), "3", 0.0),                                       # a bare answer is not read
+    (wrap("\\boxed{3}"), "3", 1.0),
+    ("<think>so \\boxed{5}</think><answer>$3$</answer>", "3", 0.0),  # \boxed{} anywhere wins
+    ("<think>so \\boxed{3}</think><answer>$5$</answer>", "3", 1.0),
+    ("The final answer is $3$", "3", 1.0),
+    (wrap("$\\frac12$"), "\\frac{1}{2}", 0.0),                  # malformed_operators=False
+    (wrap("$\\sqrt3$"), "\\sqrt{3}", 0.0),
+    (wrap("$\\frac{1}{2}$"), "$\\frac{1}{2}$", 1.0),              # gold already in $...$
+    (wrap("$7$"), "\\text{}", 1.0),                            # gold that does not parse scores 1.0
+    (wrap("$3$") + "<|im_end|>", "3", 1.0),
+])
+def test_lmmr1_mode(response, gold, accuracy):
+    assert score_math(response, gold, mode="lmmr1").terms["accuracy"] == accuracy
+
+
+def test_lmmr1_mode_format_is_the_same_rule():
+    assert score_math("<think>a</think> <answer>$3$</answer>", "3", mode="lmmr1").terms == {"format": 0.0,
+                                                                                            "accuracy": 1.0}
+
+
+# ---- hostile input: bounded time, never raises, never runs model text ----
+
+HOSTILE = [
+    "9^{9^{9^{9}}}",
+    "(10^{10})!",
+    "\\frac{" * 2000 + "1" + "}{2}" * 2000,
+]
+
+
+@pytest.mark.parametrize("mode", ["answer", "lmmr1"])
+@pytest.mark.parametrize("payload", HOSTILE, ids=["power-tower", "factorial", "nested-frac"])
+def test_hostile_answers_score_zero_within_budget(mode, payload):
+    start = time.monotonic()
+    score = score_math(wrap(f"$\\boxed{{{payload}}}$"), "4", mode=mode, timeout=1.0)
+    elapsed = time.monotonic() - start
+    assert score.terms["accuracy"] == 0.0
+    assert elapsed < 10.0  # budget 1 s; the margin covers a loaded CI machine
+    assert score.parse_error is not None
+    assert len(score.parse_error) < 300 and (score.prediction is None or len(score.prediction) < 300)
+
+
+def test_timeout_is_reported_and_the_next_response_is_judged():
+    verifier = MathVerifier()
+    try:
+        slow = score_math(wrap("$9^{9^{9^{9}}}$"), "4", timeout=1.0, verifier=verifier)
+        assert slow.timed_out and "budget" in slow.parse_error
+        assert verifier.restarts == 1
+        assert score_math(wrap("4"), "4", verifier=verifier).reward == 1.5
+    finally:
+        verifier.close()
+
+
+def test_megabyte_and_binary_responses(tmp_path):
+    big = "<think>" + "a" * (1 << 20) + "</think><answer>5</answer>"
+    assert score_math(big, "5").reward == 1.5
+    assert score_math(big, "5", mode="lmmr1", timeout=2.0).terms["format"] == 0.5
+    junk = bytes(range(256)).decode("latin-1") * 4000
+    for mode in ("answer", "lmmr1"):
+        assert score_math(junk, "5", mode=mode, timeout=2.0).reward == 0.0
+
+
+def test_model_text_is_never_run_as_code(tmp_path):
+    marker = tmp_path / "pwned"
+    payloads = [f"__import__('os').system('touch {marker}')", f"exec(\"open('{marker}', 'w')\")",
+                f"$__import__('os').system('touch {marker}')$", f"(lambda: open('{marker}', 'w'))()"]
+    for payload in payloads:
+        for mode in ("answer", "lmmr1"):
+            assert score_math(wrap(payload), "0", mode=mode).terms["accuracy"] == 0.0
+    assert not marker.exists()
+
+
+def test_threads_share_one_verifier_safely():
+    results = {}
+
+    def judge(k):
+        results[k] = score_math(wrap(str(k)), str(k)).reward
+
+    threads = [threading.Thread(target=judge, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {k: 1.5 for k in range(16)}
+
+
+def test_a_forked_child_gets_its_own_worker():
+    assert score_math(wrap("2"), "2").reward == 1.5  # the parent's worker is running
+    pid = os.fork()
+    if pid == 0:  # child: must not talk on the parent's pipe
+        os._exit(0 if score_math(wrap("3"), "3").reward == 1.5 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert score_math(wrap("5"), "5").reward == 1.5
+
+
+def test_non_str_response_is_a_programmer_error():
+    with pytest.raises(TypeError):
+        score_math(b"<think></think><answer>1</answer>", "1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="reward_mode"):
+        score_math("x", "1", mode="boxed")
