@@ -15,6 +15,9 @@ from lmmr1_env.types import Message
 class IdleAgent(Agent):
     """Answers every turn with an empty response: the no-op baseline (math: 0; games: their idle action)."""
 
+    def __init__(self, seed: int = 0):
+        del seed  # deterministic
+
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
         return [Response("") for _ in conversations]
 
@@ -56,6 +59,9 @@ class OracleAgent(Agent):
     The answer goes in ``$\\boxed{…}$``, which both math reward modes read.
     """
 
+    def __init__(self, seed: int = 0):
+        del seed  # deterministic
+
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
         responses = []
         for info in infos:
@@ -66,7 +72,7 @@ class OracleAgent(Agent):
         return responses
 
 
-#: Scripted agents by the name ``--agent`` takes. Game agents join as their envs land.
+#: Scripted agents by the name ``--agent`` takes; each factory accepts ``seed=``.
 AGENTS: dict[str, Callable[..., Agent]] = {
     "idle": IdleAgent,
     "random": RandomAgent,
@@ -78,5 +84,4 @@ def make_agent(name: str, *, seed: int = 0) -> Agent:
     """The agent called ``name``: a scripted agent from :data:`AGENTS`."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; scripted agents: {', '.join(sorted(AGENTS))}")
-    factory = AGENTS[name]
-    return factory(seed=seed) if name == "random" else factory()
+    return AGENTS[name](seed=seed)
