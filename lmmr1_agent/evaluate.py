@@ -6,7 +6,8 @@ Example::
     python -m lmmr1_agent.evaluate --env 'LMMR1/TextMath-v0:{"difficulty": 4}' --agent random
 
 Prints a results table (mean return with its standard error, each reward term, success rate, how
-many responses could not be read, time) and writes ``results.json`` and ``episodes.jsonl``.
+many responses could not be read, time) and writes ``results.json``, ``episodes.jsonl`` and
+``report.html`` (every episode with its images, browsable) to ``--output``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 import lmmr1_env
 from lmmr1_agent.agents import make_agent
+from lmmr1_agent.report import write_report
 from lmmr1_agent.rollout import HISTORY_MODES, Episode, play_episodes
 
 
@@ -101,7 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", action="append", metavar="ID[:JSON]",
                         help='environment id, optionally with JSON kwargs: \'LMMR1/TextMath-v0:{"difficulty": 3}\'; '
                              "repeat for several (default: LMMR1/TextMath-v0)")
-    parser.add_argument("--agent", default="oracle", help="agent name: idle, random, oracle (default: oracle)")
+    parser.add_argument("--agent", default="oracle",
+                        help="scripted name (idle, random, oracle, game agents), embedded / embedded-vl (the built-in "
+                             "SmolLM2-135M and its VL graft), a model folder or hub id, vllm:MODEL, or an "
+                             "OpenAI-compatible URL such as http://127.0.0.1:8000/v1 (default: oracle)")
+    parser.add_argument("--api-model", help="model name to request from an OpenAI-compatible --agent URL")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                        help="environment variable holding the API key (default: OPENAI_API_KEY)")
+    parser.add_argument("--max-concurrency", type=int, default=8, help="parallel API requests (default: 8)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 is greedy")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="response length limit in tokens")
+    parser.add_argument("--min-pixels", type=int, help="image processor lower bound on pixels per image")
+    parser.add_argument("--max-pixels", type=int, help="image processor upper bound on pixels per image")
     parser.add_argument("--episodes", type=int, default=100, help="episodes per environment (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="first env seed; episode k plays seed + k (default: 0)")
     parser.add_argument("--split", choices=["train", "test"], default="test",
@@ -123,11 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--episodes and --batch-size must be at least 1")
     specs = [parse_env_spec(s) for s in (args.env or ["LMMR1/TextMath-v0"])]
     try:
-        agent = make_agent(args.agent, seed=args.seed)
-    except ValueError as exc:
-        raise SystemExit(f"--agent: {exc}") from None
+        agent = make_agent(args.agent, seed=args.seed, temperature=args.temperature,
+                           max_new_tokens=args.max_new_tokens, demonstration=args.demonstration,
+                           api_model=args.api_model, api_key=os.environ.get(args.api_key_env),
+                           max_concurrency=args.max_concurrency, min_pixels=args.min_pixels,
+                           max_pixels=args.max_pixels)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise SystemExit(f"--agent {args.agent}: {exc}") from None
     args.output.mkdir(parents=True, exist_ok=True)
-    rows, seeds = [], list(range(args.seed, args.seed + args.episodes))
+    rows, seeds, played = [], list(range(args.seed, args.seed + args.episodes)), []
     with open(args.output / "episodes.jsonl", "w", encoding="utf-8") as log:
         for env_id, kwargs in specs:
             kwargs = {"split": args.split, **kwargs}
@@ -147,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
                 bar.set_postfix(ret=f"{sum(e.total_return for e in episodes) / len(episodes):.3f}")
             bar.close()
             rows.append(summarize(env_id, kwargs, episodes, time.monotonic() - start))
+            played.extend(episodes)
     agent.close()
     results = {"agent": args.agent, "seed": args.seed, "episodes_per_env": args.episodes, "results": rows}
     (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    table = format_table(rows)
+    report = write_report(args.output / "report.html", f"lmmr1 evaluation: {args.agent}", rows, played, table)
     print(f"agent: {args.agent}")
-    print(format_table(rows))
-    print(f"results: {args.output / 'results.json'}  episodes: {args.output / 'episodes.jsonl'}")
+    print(table)
+    print(f"results: {args.output / 'results.json'}  episodes: {args.output / 'episodes.jsonl'}  report: {report}")
     return 0
 
 

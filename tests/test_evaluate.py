@@ -40,3 +40,16 @@ def test_user_errors_are_clear(tmp_path):
     assert bad_agent.returncode != 0 and "unknown agent" in bad_agent.stderr
     bad_json = run_cli("--env", "LMMR1/TextMath-v0:{difficulty", cwd=tmp_path)
     assert bad_json.returncode != 0 and "not valid JSON" in bad_json.stderr
+
+
+def test_evaluate_an_api_model_over_http(tmp_path):
+    """The evaluation CLI against an OpenAI-compatible server on loopback."""
+    from tests.test_agents import FakeChatServer, reply
+
+    with FakeChatServer(lambda n, body: reply("<think>guess</think><answer>0</answer>")) as server:
+        done = run_cli("--agent", server.url, "--api-model", "served-model", "--episodes", "6", "--no-progress",
+                       "--output", str(tmp_path / "api"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "api" / "results.json").read_text())["results"][0]
+    assert result["reward_terms"]["format"] == 0.5 and result["episodes"] == 6
+    assert {r["body"]["model"] for r in server.requests} == {"served-model"}

@@ -1,6 +1,48 @@
-"""Agents: the one batched interface, and the registry of agents by name."""
+"""Agents: the one batched interface, and :func:`make_agent`, which builds any of them from a name."""
+
+from __future__ import annotations
 
 from lmmr1_agent.agents.base import Agent, Response
-from lmmr1_agent.agents.scripted import AGENTS, make_agent
+from lmmr1_agent.agents.scripted import AGENTS
 
 __all__ = ["AGENTS", "Agent", "Response", "make_agent"]
+
+
+def make_agent(spec: str, *, seed: int = 0, temperature: float = 0.0, max_new_tokens: int = 256,
+               demonstration: bool | None = None, api_model: str | None = None, api_key: str | None = None,
+               max_concurrency: int = 8, min_pixels: int | None = None, max_pixels: int | None = None) -> Agent:
+    """The agent ``spec`` names.
+
+    - a scripted name from :data:`AGENTS` (``idle``, ``random``, ``oracle``, game agents);
+    - ``http://…`` / ``https://…``: an OpenAI-compatible endpoint serving ``api_model``;
+    - ``vllm:MODEL``: MODEL generated with vLLM (GPU extra);
+    - anything else: a Hugging Face model — ``embedded`` (SmolLM2-135M-Instruct), ``embedded-vl`` (its
+      Qwen2.5-VL graft), a local folder or a hub id.
+    """
+    if spec in AGENTS:
+        return AGENTS[spec](seed=seed)
+    if spec.startswith(("http://", "https://")):
+        from lmmr1_agent.agents.openai_http import OpenAIAgent
+
+        if not api_model:
+            raise ValueError(f"--agent {spec} is an API endpoint: name the served model with --api-model")
+        return OpenAIAgent(spec, api_model, api_key=api_key, temperature=temperature, max_new_tokens=max_new_tokens,
+                           max_concurrency=max_concurrency, demonstration=bool(demonstration), seed=seed)
+    pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    if spec.startswith("vllm:"):
+        from lmmr1_agent.agents.vllm_agent import VLLMAgent
+
+        return VLLMAgent(spec.removeprefix("vllm:"), temperature=temperature, max_new_tokens=max_new_tokens,
+                         seed=seed, demonstration=bool(demonstration), max_pixels=max_pixels)
+    from pathlib import Path
+
+    from lmmr1_agent.models.embedded import EMBEDDED
+
+    if spec not in EMBEDDED and not Path(spec).expanduser().exists() and spec.count("/") != 1:
+        raise ValueError(f"unknown agent {spec!r}: not a scripted agent ({', '.join(sorted(AGENTS))}), an embedded "
+                         f"model ({', '.join(sorted(EMBEDDED))}), a model folder, a hub id (org/name), vllm:MODEL "
+                         "or an http(s):// endpoint")
+    from lmmr1_agent.agents.hf import HFAgent
+
+    return HFAgent(spec, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                   demonstration=demonstration, **pixels)

@@ -79,9 +79,3 @@ AGENTS: dict[str, Callable[..., Agent]] = {
     "oracle": OracleAgent,
 }
 
-
-def make_agent(name: str, *, seed: int = 0) -> Agent:
-    """The agent called ``name``: a scripted agent from :data:`AGENTS`."""
-    if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; scripted agents: {', '.join(sorted(AGENTS))}")
-    return AGENTS[name](seed=seed)

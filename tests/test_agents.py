@@ -1,0 +1,229 @@
+"""Agents: Hugging Face models (text and Qwen2.5-VL graft), the OpenAI-compatible client over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import torch
+
+from lmmr1_agent.agents import make_agent
+from lmmr1_agent.agents.hf import HFAgent
+from lmmr1_agent.agents.openai_http import AgentError, OpenAIAgent
+from lmmr1_env import build_messages
+from tests.tiny_models import build_llama, build_tokenizer
+
+TEXT_CHAT = build_messages("You solve math.", [{"text": "What is 7 + 5?"}])
+IMAGE_CHAT = build_messages("You count.", [{"text": "How many red circles?",
+                                            "image": np.random.default_rng(0).integers(0, 255, (56, 84, 3), np.uint8)}])
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    return build_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def tiny_graft(tmp_path_factory, tiny_llama):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
+
+    llama = LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    model, tokenizer = graft_into_qwen2_5_vl(llama, AutoTokenizer.from_pretrained(tiny_llama),
+                                             vision={"depth": 1, "hidden_size": 32, "num_heads": 2,
+                                                     "intermediate_size": 64})
+    folder = tmp_path_factory.mktemp("tiny-graft")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_hf_agent_returns_tokens_and_logprobs(tiny_llama):
+    agent = HFAgent(str(tiny_llama), temperature=1.0, max_new_tokens=12, seed=3)
+    responses = agent.act([TEXT_CHAT, TEXT_CHAT[:1] + [{"role": "user", "content": "Calculate: 13 + 29"}]], [{}, {}])
+    assert len(responses) == 2
+    for r in responses:
+        assert r.token_ids and len(r.token_ids) == len(r.logprobs) <= 12
+        assert all(np.isfinite(r.logprobs)) and max(r.logprobs) <= 0
+        assert r.text == agent.tokenizer.decode(r.token_ids, skip_special_tokens=True)
+        assert r.truncated == (r.token_ids[-1] != agent.tokenizer.eos_token_id)
+
+
+def test_greedy_is_deterministic(tiny_llama):
+    agent = HFAgent(str(tiny_llama), max_new_tokens=8)
+    assert agent.act([TEXT_CHAT], [{}])[0].token_ids == agent.act([TEXT_CHAT], [{}])[0].token_ids
+
+
+def test_text_model_refuses_images(tiny_llama):
+    agent = HFAgent(str(tiny_llama), max_new_tokens=4)
+    with pytest.raises(ValueError, match="text-only model"):
+        agent.act([IMAGE_CHAT], [{}])
+
+
+def test_graft_text_logits_match_the_original(tiny_llama, tiny_graft):
+    from transformers import LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
+
+    llama = LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    graft = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_graft, dtype=torch.float32)
+    ids = build_tokenizer()(["What is 7 + 5? <think>7 + 5 = 12</think>"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        original = llama(ids).logits
+        grafted = graft(input_ids=ids).logits[..., : original.shape[-1]]
+    assert torch.allclose(original, grafted, atol=1e-4)
+
+
+def test_graft_agent_sees_images(tiny_graft):
+    agent = HFAgent(str(tiny_graft), max_new_tokens=6, min_pixels=28 * 28, max_pixels=56 * 56)
+    inputs = agent.adapter.prepare([IMAGE_CHAT])
+    pads = (inputs["input_ids"] == agent.model.config.image_token_id).sum().item()
+    assert pads == int(inputs["image_grid_thw"].prod()) // 4 > 0
+    (response,) = agent.act([IMAGE_CHAT], [{}])
+    assert response.token_ids and len(response.logprobs) == len(response.token_ids)
+
+
+def test_prompt_over_the_context_is_a_clear_error(tmp_path):
+    folder = build_llama(tmp_path / "short", max_positions=40)
+    agent = HFAgent(str(folder), max_new_tokens=16)
+    with pytest.raises(ValueError, match="exceeds .* context of 40"):
+        agent.act([build_messages("rules " * 20, [{"text": "question " * 10}])], [{}])
+
+
+def test_unknown_agent_names_the_choices():
+    with pytest.raises(ValueError, match="unknown agent 'gpt-17'.*oracle"):
+        make_agent("gpt-17")
+    with pytest.raises(ValueError, match="--api-model"):
+        make_agent("http://127.0.0.1:9/v1")
+
+
+def test_embedded_graft_matches_smollm2():
+    """The shipped default: SmolLM2-135M-Instruct and its Qwen2.5-VL graft give the same text logits."""
+    from transformers import AutoTokenizer, LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
+
+    from lmmr1_agent.models.embedded import smollm2_path, smollm2_vl_path
+
+    text, vl = smollm2_path(), smollm2_vl_path()
+    tokenizer = AutoTokenizer.from_pretrained(text)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 7 + 5?"}], tokenize=False,
+                                           add_generation_prompt=True)
+    assert AutoTokenizer.from_pretrained(vl).apply_chat_template(
+        [{"role": "user", "content": "What is 7 + 5?"}], tokenize=False, add_generation_prompt=True) == prompt
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        original = LlamaForCausalLM.from_pretrained(text, dtype=torch.float32)(ids).logits
+        grafted = Qwen2_5_VLForConditionalGeneration.from_pretrained(vl, dtype=torch.float32)(input_ids=ids).logits
+    assert (original - grafted[..., : original.shape[-1]]).abs().max().item() < 1e-4
+
+
+# ---- the OpenAI-compatible agent against real HTTP servers on loopback ----
+
+
+class FakeChatServer:
+    """A chat-completions server on 127.0.0.1 whose behaviour each test scripts."""
+
+    def __init__(self, behave):
+        self.behave, self.requests, self.in_flight, self.max_in_flight = behave, [], 0, 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    attempt = len(server.requests)
+                try:
+                    status, payload = server.behave(attempt, body)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def reply(text, finish="stop"):
+    return 200, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": finish}]}
+
+
+def test_http_agent_sends_chat_with_images():
+    with FakeChatServer(lambda n, body: reply(f"<answer>{len(body['messages'])}</answer>")) as server:
+        agent = OpenAIAgent(server.url, "my-model", api_key="sk-test", temperature=0.5, max_new_tokens=64)
+        (text_reply, image_reply) = agent.act([TEXT_CHAT, IMAGE_CHAT], [{}, {}])
+        agent.close()
+    assert text_reply.text == "<answer>2</answer>" and text_reply.token_ids is None
+    bodies = {len(r["body"]["messages"][1]["content"]) if isinstance(r["body"]["messages"][1]["content"], list)
+              else 0: r for r in server.requests}
+    image_request = bodies[2]
+    assert image_request["path"] == "/v1/chat/completions" and image_request["auth"] == "Bearer sk-test"
+    body = image_request["body"]
+    assert body["model"] == "my-model" and body["temperature"] == 0.5 and body["max_tokens"] == 64
+    image_part, text_part = body["messages"][1]["content"]
+    assert image_part["type"] == "image_url" and image_part["image_url"]["url"].startswith("data:image/png;base64,")
+    assert text_part == {"type": "text", "text": "How many red circles?"}
+
+
+def test_http_agent_retries_a_slow_then_failing_server():
+    def behave(attempt, body):
+        if attempt == 1:
+            time.sleep(1.5)  # past the client's timeout
+        if attempt == 2:
+            return 503, {"error": "overloaded"}
+        return reply("<answer>ok</answer>", finish="length")
+
+    with FakeChatServer(behave) as server:
+        agent = OpenAIAgent(server.url, "m", timeout=0.5, retries=3, backoff=0.05)
+        (response,) = agent.act([TEXT_CHAT], [{}])
+        agent.close()
+    assert response.text == "<answer>ok</answer>" and response.truncated
+    assert len(server.requests) == 3
+
+
+def test_http_agent_gives_up_with_a_clear_error():
+    with FakeChatServer(lambda n, body: (500, {"error": "boom"})) as server:
+        agent = OpenAIAgent(server.url, "m", retries=2, backoff=0.01)
+        start = time.monotonic()
+        with pytest.raises(AgentError, match=r"127\.0\.0\.1.*3 attempt\(s\).*HTTP 500"):
+            agent.act([TEXT_CHAT], [{}])
+        assert time.monotonic() - start < 10
+    with FakeChatServer(lambda n, body: (400, {"error": "bad request"})) as server:
+        with pytest.raises(AgentError, match="1 attempt"):
+            OpenAIAgent(server.url, "m", retries=5, backoff=0.01).act([TEXT_CHAT], [{}])
+    with pytest.raises(AgentError, match="ConnectionRefused|URLError"):
+        OpenAIAgent("http://127.0.0.1:9/v1", "m", retries=0).act([TEXT_CHAT], [{}])
+
+
+def test_http_agent_respects_its_concurrency_limit():
+    def slow(n, body):
+        time.sleep(0.2)
+        return reply("x")
+
+    with FakeChatServer(slow) as server:
+        agent = OpenAIAgent(server.url, "m", max_concurrency=3)
+        assert len(agent.act([TEXT_CHAT] * 9, [{}] * 9)) == 9
+        agent.close()
+    assert server.max_in_flight == 3
