@@ -236,7 +236,7 @@ def word_problems(rng: np.random.Generator, difficulty: int) -> TaskRow:
                            f"How many {item} are left?", "answer": str(total - boxes * per)}
     if difficulty == 3:
         v1, t1, v2, t2 = 5 * _int(rng, 6, 20), _int(rng, 1, 5), 5 * _int(rng, 6, 20), _int(rng, 1, 5)
-        return {"problem": f"A car drives at {v1} km/h for {t1} hours and then at {v2} km/h for {t2} hours. "
+        return {"problem": f"A car drives at {v1} km/h for {_hours(t1)} and then at {v2} km/h for {_hours(t2)}. "
                            "How many kilometres does it drive in total?", "answer": str(v1 * t1 + v2 * t2)}
     if difficulty == 4:
         adult, child = _int(rng, 8, 20), _int(rng, 3, 9)
@@ -277,6 +277,10 @@ def sequences(rng: np.random.Generator, difficulty: int) -> TaskRow:
     terms = ", ".join(str(a + i * d) for i in range(3))
     return {"problem": f"What is the sum of the first {n} terms of the arithmetic sequence {terms}, ...?",
             "answer": str(n * (2 * a + (n - 1) * d) // 2)}
+
+
+def _hours(n: int) -> str:
+    return f"{n} hour" if n == 1 else f"{n} hours"
 
 
 def _ordinal(n: int) -> str:
