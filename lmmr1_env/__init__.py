@@ -18,6 +18,7 @@ __all__ = ["LMMEnv", "MathScore", "TextSpace", "build_messages", "letterbox", "r
 # ---- the registry: every LMMR1/* id, one line each ----
 _ENVS = {
     "LMMR1/TextMath-v0": "lmmr1_env.textmath.env:TextMathEnv",
+    "LMMR1/VisualMath-v0": "lmmr1_env.visualmath.env:VisualMathEnv",
 }
 for _id, _entry_point in _ENVS.items():
     if _id not in registry:

@@ -1,0 +1,137 @@
+"""VisualMath task rows from a user's dataset: LMM-R1 message-format JSONL with image parts, or plain rows.
+
+Images are local files. A path is resolved when the dataset is loaded (relative paths against the
+dataset file's folder, or the working directory for an in-memory list; ``file://`` URLs too) and its
+header is checked then, so a missing, remote or non-image file fails at ``gym.make`` with the record
+named. The pixels are decoded lazily, at the ``reset`` that shows them; a file that turns out to be
+truncated fails there, with the record named too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+from PIL import Image, UnidentifiedImageError
+
+from lmmr1_env.datasets import DatasetError, chat_of_row, gold_answer, read_records, row_split
+from lmmr1_env.types import TaskRow
+
+_REMOTE_SCHEMES = ("http", "https", "ftp", "s3", "gs", "hf")
+
+
+def load_rows(dataset: str | Path | Sequence[dict], split: str) -> list[TaskRow]:
+    """Task rows ``{"id", "problem", "answer", "image_file", "image_ref", "where", "source"[, "system_prompt"]}``.
+
+    A dataset whose rows carry ``split`` keeps only ``split``'s rows; any other dataset is used whole.
+    """
+    records, path = read_records(dataset)
+    base_dir = path.parent if path is not None else Path.cwd()
+    source = str(path) if path is not None else "list"
+    rows, splits = [], []
+    for where, record in records:
+        rows.append(_task_row(record, where, source, base_dir))
+        splits.append(row_split(record, where))
+    if any(s is not None for s in splits):
+        if any(s is None for s in splits):
+            missing = next(where for (where, _), s in zip(records, splits) if s is None)
+            raise DatasetError(f"{missing}: no 'split' field, but other records of this dataset have one")
+        rows = [row for row, s in zip(rows, splits) if s == split]
+    if not rows:
+        raise DatasetError(f"dataset {source} has no records for split {split!r}")
+    return rows
+
+
+def _task_row(record: dict, where: str, source: str, base_dir: Path) -> TaskRow:
+    chat = chat_of_row(record, where)
+    system_prompt = None
+    if chat is None:
+        problem = record.get("problem", record.get("question"))
+        if problem is None:
+            raise DatasetError(f"{where}: no 'problem' (or 'question', or LMM-R1 'message') field")
+        if not isinstance(problem, str):
+            raise DatasetError(f"{where}: 'problem' must be a string, got {type(problem).__name__}")
+        refs = record.get("image", record.get("images"))
+        if refs is None:
+            raise DatasetError(f"{where}: no 'image' field; use LMMR1/TextMath-v0 for text-only rows")
+        refs = refs if isinstance(refs, list) else [refs]
+    else:
+        system_prompt, parts = chat
+        refs = [_part_ref(p, where) for p in parts if p["type"] in ("image", "image_url")]
+        problem = "\n".join(p.get("text", "") for p in parts if p["type"] == "text").strip()
+    if not refs:
+        raise DatasetError(f"{where}: the row has no image; use LMMR1/TextMath-v0 for text-only rows")
+    if len(refs) > 1:
+        raise DatasetError(f"{where}: the row has {len(refs)} images; VisualMath-v0 shows one image per problem")
+    if not problem.strip():
+        raise DatasetError(f"{where}: the problem text is empty")
+    image_file = resolve_image(refs[0], base_dir, where)
+    row: TaskRow = {"id": str(record.get("id", where)), "problem": problem, "answer": gold_answer(record, where),
+                    "image_file": str(image_file), "image_ref": refs[0], "where": where, "source": source}
+    if system_prompt:
+        row["system_prompt"] = system_prompt
+    return row
+
+
+def _part_ref(part: dict, where: str) -> Any:
+    """What an image part points at: ``{"type": "image", "image": REF}`` or OpenAI's ``image_url``."""
+    ref = part.get("image", part.get("image_url"))
+    if isinstance(ref, dict):
+        ref = ref.get("url")
+    if ref is None:
+        raise DatasetError(f"{where}: an image part has no 'image' (or 'image_url') value")
+    return ref
+
+
+def resolve_image(ref: Any, base_dir: Path, where: str) -> Path:
+    """The local file an image reference names, checked to exist and to be an image; else DatasetError.
+
+    ``ref`` is a path (relative to ``base_dir`` unless absolute) or a ``file://`` URL. Remote URLs are
+    refused: the environment never reaches the network.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise DatasetError(f"{where}: an image must be a file path string, got {ref!r:.80}")
+    text = ref.strip()
+    parsed = urlparse(text)
+    scheme = parsed.scheme.lower()
+    if scheme in _REMOTE_SCHEMES:
+        raise DatasetError(f"{where}: image {ref!r} is a remote URL; VisualMath-v0 reads local files only "
+                           "(download the image and point the dataset at the file)")
+    if scheme == "data":
+        raise DatasetError(f"{where}: image {ref[:40]!r}... is an inline data URI; save it as a file instead")
+    if scheme == "file":
+        # file:///abs/path is the norm; file://figs/a.png (a relative path written as a URL) is read leniently.
+        host = "" if parsed.netloc in ("", "localhost") else parsed.netloc
+        path = Path(url2pathname(unquote(host + parsed.path)))
+    elif len(scheme) > 1:  # a one-letter scheme is a Windows drive ("C:\\figs\\a.png")
+        raise DatasetError(f"{where}: image {ref!r} has an unsupported URL scheme {parsed.scheme!r}")
+    else:
+        path = Path(text)
+    path = path.expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise DatasetError(f"{where}: image {ref!r} not found (looked for {path})")
+    try:
+        with Image.open(path):  # reads and checks the header only
+            pass
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{where}: image {ref!r} is not a readable image ({type(exc).__name__})") from None
+    return path
+
+
+def open_image(row: TaskRow) -> Image.Image:
+    """The RGB pixels of a loaded row's image; a file that fails to decode raises DatasetError naming the record."""
+    where, ref = row.get("where", row.get("id", "the task")), row.get("image_ref", row["image_file"])
+    try:
+        with Image.open(row["image_file"]) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(f"{where}: image {ref!r} not found (looked for {row['image_file']})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{where}: image {ref!r} could not be decoded ({type(exc).__name__}: "
+                           f"{str(exc)[:120]})") from None

@@ -1,0 +1,97 @@
+"""What a visual math family is, and the small helpers every family shares.
+
+A family is a drawer and a renderer (STYLE.md: generator and renderer, each pure): ``draw(rng, difficulty)``
+picks the numbers and returns a JSON-able spec ``{"problem", "answer", "params"}``; ``render(params, canvas)``
+draws the figure from ``params`` alone. Calling the family, ``family(rng, difficulty, size)``, does both and
+adds the image. Keeping them apart lets the env choose a problem's split from its spec before paying for
+pixels, and lets a logged task row be re-drawn exactly.
+
+``params["operands"]`` lists the numbers a solver must read off the figure; they never appear in the
+question text (tests/test_visualmath.py checks this for every family).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lmmr1_env.textmath.generators import latex_number
+from lmmr1_env.types import TaskRow
+from lmmr1_env.visualmath.drawing import Canvas
+
+DIFFICULTIES = (1, 2, 3, 4, 5)
+#: Default observation size (height, width): Qwen2.5-VL sees 448 px as 16 × 16 patches of 28 px.
+DEFAULT_IMAGE_SIZE = (448, 448)
+LETTERS = "ABCD"
+
+__all__ = ["DEFAULT_IMAGE_SIZE", "DIFFICULTIES", "Family", "choice", "fraction_latex", "integer", "latex_number",
+           "multiple_choice", "pick"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One procedural family: ``family(rng, difficulty, size)`` gives a row with its PIL image."""
+
+    name: str
+    #: ``(rng, difficulty) -> {"problem", "answer", "params"}``; everything the figure shows is in ``params``.
+    draw: Callable[[np.random.Generator, int], TaskRow]
+    #: ``(params, canvas) -> None``: draws the figure in design units.
+    render: Callable[[dict, Canvas], None]
+
+    def image(self, params: dict, side: int) -> Image.Image:
+        """The figure for ``params`` on a white square of ``side`` pixels."""
+        canvas = Canvas(side)
+        self.render(params, canvas)
+        return canvas.image
+
+    def __call__(self, rng: np.random.Generator, difficulty: int,
+                 size: int | tuple[int, int] = DEFAULT_IMAGE_SIZE) -> TaskRow:
+        """``{"problem", "answer", "params", "image"}`` for this rng and difficulty; the image is square."""
+        if difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+        side = size if isinstance(size, int) else min(size)
+        spec = self.draw(rng, difficulty)
+        return {**spec, "image": self.image(spec["params"], side)}
+
+
+def integer(rng: np.random.Generator, low: int, high: int) -> int:
+    """Uniform integer in [low, high]."""
+    return int(rng.integers(low, high + 1))
+
+
+def pick(rng: np.random.Generator, items: Sequence[Any]) -> Any:
+    """One item of ``items``, uniformly."""
+    return items[int(rng.integers(len(items)))]
+
+
+def choice(rng: np.random.Generator, items: Sequence[Any], k: int) -> list[Any]:
+    """``k`` distinct items of ``items`` in random order."""
+    return [items[i] for i in rng.permutation(len(items))[:k]]
+
+
+def fraction_latex(value: Fraction) -> str:
+    """A fraction as ``\\frac{p}{q}`` in lowest terms (an integer stays an integer)."""
+    value = Fraction(value)
+    if value.denominator == 1:
+        return str(value.numerator)
+    sign = "-" if value < 0 else ""
+    return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+
+
+def multiple_choice(rng: np.random.Generator, question: str, correct: str, distractors: Sequence[str]) -> TaskRow:
+    """A four-option question: ``{"problem", "answer", "options"}`` with the options shuffled, answer a letter."""
+    wrong = list(dict.fromkeys(d for d in distractors if d != correct))
+    if len(wrong) < 3:
+        raise ValueError(f"multiple_choice needs 3 distinct distractors, got {wrong}")
+    options = [correct, *wrong[:3]]
+    order = rng.permutation(4)
+    options = [options[i] for i in order]
+    letter = LETTERS[options.index(correct)]
+    lines = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+    return {"problem": f"{question}\nChoices:\n{lines}\nAnswer with the letter of the correct choice.",
+            "answer": letter, "options": options}
