@@ -31,6 +31,11 @@ class Turn:
     reward_terms: dict[str, float]
     parse_error: str | None = None
     truncated_response: bool = False
+    #: What the agent saw and generated, for training: the prompt messages and the model's own tokens.
+    prompt: list[Message] = field(default_factory=list)
+    prompt_ids: list[int] | None = None
+    response_ids: list[int] | None = None
+    response_logprobs: list[float] | None = None
 
 
 @dataclass
@@ -45,8 +50,6 @@ class Episode:
     success: bool | None = None
     truncated: bool = False
     final_info: dict[str, Any] = field(default_factory=dict)
-    #: The messages of the last prompt the agent saw (with the demonstration, if sent).
-    last_prompt: list[Message] = field(default_factory=list)
 
     @property
     def total_return(self) -> float:
@@ -116,10 +119,11 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
             obs, reward, terminated, truncated, info = envs[i].step(reply.text)
             last = observations[i][-1]
             episode = episodes[i]
-            episode.last_prompt = prompt
             episode.turns.append(Turn(text=last["text"], image=last.get("image"), response=reply.text,
                                       reward=float(reward), reward_terms=dict(info.get("reward_terms", {})),
-                                      parse_error=info.get("parse_error"), truncated_response=reply.truncated))
+                                      parse_error=info.get("parse_error"), truncated_response=reply.truncated,
+                                      prompt=prompt, prompt_ids=reply.prompt_token_ids,
+                                      response_ids=reply.token_ids, response_logprobs=reply.logprobs))
             for name, value in info.get("reward_terms", {}).items():
                 episode.reward_terms[name] = episode.reward_terms.get(name, 0.0) + float(value)
             responses[i].append(reply.text)

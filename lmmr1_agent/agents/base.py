@@ -20,6 +20,8 @@ class Response:
     logprobs: list[float] | None = None
     #: True when generation stopped at the length limit rather than at end-of-sequence.
     truncated: bool = False
+    #: The prompt's token ids exactly as the model saw them (trainable agents only; images expanded).
+    prompt_token_ids: list[int] | None = None
 
 
 class Agent(ABC):

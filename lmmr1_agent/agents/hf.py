@@ -163,10 +163,11 @@ class HFAgent(Agent):
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1]:]
         logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
         responses = []
-        for row, row_logprobs in zip(new_tokens.tolist(), logprobs.tolist()):
+        prompts = [ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
+        for row, row_logprobs, prompt_ids in zip(new_tokens.tolist(), logprobs.tolist(), prompts):
             end = next((k + 1 for k, t in enumerate(row) if t in self.eos_ids), None)
             ids = row[:end] if end is not None else row
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             responses.append(Response(text=text, token_ids=ids, logprobs=row_logprobs[:len(ids)],
-                                      truncated=end is None))
+                                      truncated=end is None, prompt_token_ids=prompt_ids))
         return responses

@@ -1,0 +1,170 @@
+"""One config dataclass for a training stage; the YAML files in ``configs/`` mirror it key for key.
+
+Names follow OpenRLHF's where they exist (``advantage_estimator``, ``n_samples_per_prompt``,
+``init_kl_coef``, ``actor_learning_rate`` ...), so a paper preset carries over. Unknown keys and bad values
+are one-line errors naming them; ``--help`` is generated from the field docs below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmmr1_agent.learner.algorithms import AGGREGATIONS, ESTIMATORS, KL_ESTIMATORS
+from lmmr1_agent.rollout import HISTORY_MODES
+
+STAGES = ("fre", "mgt")
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be used; the message names it."""
+
+
+def _f(default: Any, doc: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata={"doc": doc, **kw})
+    return field(default=default, metadata={"doc": doc, **kw})
+
+
+@dataclass
+class StageConfig:
+    """Everything one stage of training needs (FRE on text envs, or MGT on multimodal envs)."""
+
+    stage: str = _f("fre", "stage: fre (text RL) or mgt (multimodal RL, starts from the FRE result)")
+    model: str = _f("embedded", "policy to start from: embedded, embedded-vl, a model folder or hub id")
+    envs: list = _f([{"id": "LMMR1/TextMath-v0", "weight": 1.0, "kwargs": {}}],
+                    "env mixture: a list of {id, weight, kwargs}; --env ID replaces it with one env")
+    advantage_estimator: str = _f("group_norm", f"advantage estimator: {', '.join(ESTIMATORS)}")
+    n_samples_per_prompt: int = _f(8, "samples per prompt (one env seed): the GRPO group size")
+    rollout_batch_size: int = _f(4, "prompts (env seeds) per training step")
+    train_batch_size: int = _f(32, "sequences per optimizer step")
+    micro_train_batch_size: int = _f(8, "sequences per forward/backward (gradient accumulation in between)")
+    max_epochs: int = _f(1, "passes over each rollout batch")
+    num_steps: int = _f(40, "training steps (rollout + update) in this stage")
+    actor_learning_rate: float = _f(1e-5, "AdamW learning rate of the policy", alias="--lr")
+    lr_scheduler: str = _f("constant", "learning-rate schedule: constant, or cosine to 0.1 x lr after warm-up")
+    lr_warmup_ratio: float = _f(0.03, "share of steps spent warming the learning rate up (cosine schedule)")
+    adam_betas: list = _f([0.9, 0.95], "AdamW betas")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_norm: float = _f(1.0, "gradient clipping norm")
+    init_kl_coef: float = _f(0.0, "KL coefficient beta; 0 loads no reference model at all")
+    kl_estimator: str = _f("k3", f"KL estimator: {', '.join(KL_ESTIMATORS)}")
+    use_kl_loss: bool = _f(False, "put the KL in the loss instead of the reward")
+    eps_clip: float = _f(0.2, "policy ratio clip epsilon")
+    loss_aggregation: str = _f("token", f"loss aggregation: {', '.join(AGGREGATIONS)}")
+    entropy_coef: float = _f(0.0, "entropy bonus coefficient")
+    temperature: float = _f(1.0, "sampling temperature for training rollouts")
+    generate_max_len: int = _f(48, "max new tokens per response")
+    max_pixels: int = _f(256 * 28 * 28, "image processor upper bound on pixels per image (image tokens x 784)")
+    freeze_prefix: list = _f([], "parameter-name prefixes to freeze (Qwen2.5-VL vision tower: model.visual.)")
+    history: str = _f("last", f"multi-turn prompts: {', '.join(HISTORY_MODES)}")
+    max_turns: int = _f(8, "turns per episode before it is cut (multi-turn envs)")
+    demonstration: bool = _f(True, "send the env's solved example exchange before the task")
+    skip_zero_advantage_groups: bool = _f(True, "skip the backward for groups whose advantages are all zero")
+    eval_prompts: int = _f(128, "held-out (split=test) prompts per evaluation, one sample each")
+    eval_temperature: float = _f(1.0, "sampling temperature of evaluations (the training temperature)")
+    eval_every: int = _f(0, "evaluate every N steps (0: only before and after the stage)")
+    save_every: int = _f(10, "write a checkpoint every N steps")
+    keep_checkpoints: int = _f(2, "numbered checkpoints kept (the newest ones)")
+    seed: int = _f(0, "run seed: env seeds, sampling and initialisation derive from it")
+    output_dir: str = _f("runs/default", "run folder; fre/ and mgt/ live inside it")
+    from_base: bool = _f(False, "mgt only: start from the base model instead of fre/final (Direct-RL baseline)")
+    threads: int = _f(0, "torch CPU threads (0: torch's default)")
+
+    def validate(self) -> StageConfig:
+        """Raise ConfigError on the first bad value, naming it."""
+        checks = [
+            (self.stage in STAGES, f"stage must be one of {STAGES}"),
+            (self.advantage_estimator in ESTIMATORS, f"advantage_estimator must be one of {ESTIMATORS}"),
+            (self.advantage_estimator != "gae",
+             "advantage_estimator gae needs a critic, which this learner does not build yet; use group_norm, "
+             "dr_grpo, rloo, reinforce or reinforce_baseline"),
+            (self.kl_estimator in KL_ESTIMATORS, f"kl_estimator must be one of {KL_ESTIMATORS}"),
+            (self.loss_aggregation in AGGREGATIONS, f"loss_aggregation must be one of {AGGREGATIONS}"),
+            (self.history in HISTORY_MODES, f"history must be one of {HISTORY_MODES}"),
+            (self.lr_scheduler in ("constant", "cosine"), "lr_scheduler must be constant or cosine"),
+            (self.n_samples_per_prompt >= 1 and self.rollout_batch_size >= 1, "batch sizes must be at least 1"),
+            (self.advantage_estimator != "rloo" or self.n_samples_per_prompt >= 2, "rloo needs n_samples_per_prompt >= 2"),
+            (self.micro_train_batch_size >= 1 and self.train_batch_size >= self.micro_train_batch_size,
+             "train_batch_size must be at least micro_train_batch_size"),
+            (self.num_steps >= 0 and self.generate_max_len >= 1, "num_steps >= 0 and generate_max_len >= 1"),
+            (self.actor_learning_rate > 0, "actor_learning_rate must be positive"),
+            (self.temperature > 0 and self.eval_temperature >= 0, "temperature must be positive"),
+            (self.init_kl_coef >= 0, "init_kl_coef must be >= 0"),
+            (len(self.adam_betas) == 2, "adam_betas must be two numbers"),
+            (bool(self.envs), "envs must list at least one environment"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        for i, env in enumerate(self.envs):
+            if not isinstance(env, dict) or "id" not in env or set(env) - {"id", "weight", "kwargs"}:
+                raise ConfigError(f"envs[{i}] must be {{id, weight, kwargs}}, got {env!r}")
+            if float(env.get("weight", 1.0)) <= 0:
+                raise ConfigError(f"envs[{i}] ({env['id']}) needs a positive weight")
+        return self
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(StageConfig)}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's keys; unknown keys are an error naming the key and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name} must be a mapping of config keys")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{path.name}: unknown config key {unknown[0]!r}")
+    return data
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per config field (plus aliases such as ``--lr``), help from the field docs."""
+    for name, f in FIELDS.items():
+        if name == "stage":  # the CLI's own --stage chooses which stages run
+            continue
+        flags = [f"--{name.replace('_', '-')}"] + ([f.metadata["alias"]] if "alias" in f.metadata else [])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = type(default)
+        if name == "envs":
+            parser.add_argument("--env", dest="envs", metavar="ID[:JSON]",
+                                help="train on this one env (optionally with JSON kwargs) instead of the mixture")
+            continue
+        if kind is bool:
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{f.metadata['doc']} (default: {default})")
+        elif kind is list:
+            parser.add_argument(*flags, dest=name, type=json.loads, default=None, metavar="JSON",
+                                help=f"{f.metadata['doc']} (default: {json.dumps(default)})")
+        else:
+            parser.add_argument(*flags, dest=name, type=kind, default=None,
+                                help=f"{f.metadata['doc']} (default: {default})")
+
+
+def resolve(values: dict[str, Any], overrides: dict[str, Any]) -> StageConfig:
+    """Defaults < YAML ``values`` < command-line ``overrides`` (None means not given)."""
+    merged = {**values, **{k: v for k, v in overrides.items() if v is not None and k in FIELDS}}
+    if isinstance(merged.get("envs"), str):
+        env_id, _, raw = merged["envs"].partition(":")
+        merged["envs"] = [{"id": env_id, "weight": 1.0, "kwargs": json.loads(raw) if raw else {}}]
+    try:
+        config = StageConfig(**merged)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+    for name, f in FIELDS.items():
+        value, default = getattr(config, name), f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, name, float(value))
+        elif type(value) is not type(default) and not (isinstance(default, float) and isinstance(value, float)):
+            raise ConfigError(f"{name} must be {type(default).__name__}, got {value!r}")
+    return config.validate()

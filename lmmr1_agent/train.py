@@ -1,0 +1,231 @@
+"""``python -m lmmr1_agent.train``: LMM-R1's two stages, FRE (text RL) then MGT (multimodal RL).
+
+    python -m lmmr1_agent.train                       # both stages with configs/fre.yaml and configs/mgt.yaml
+    python -m lmmr1_agent.train --stage fre --lr 2e-5 --num-steps 60
+    python -m lmmr1_agent.train --stage mgt --env 'LMMR1/Sokoban-v0:{"mode": "plan"}'
+
+A run lives in ``--output-dir`` (default ``runs/default``): ``fre/`` and ``mgt/`` each hold numbered
+checkpoints, ``metrics.jsonl``, ``reward_curve.png``, sample episodes and a ``final/`` model folder.
+Rerunning the same command after a kill resumes from the last checkpoint; a finished stage is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lmmr1_agent.agents.hf import HFAgent
+from lmmr1_agent.learner.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from lmmr1_agent.learner.config import FIELDS, STAGES, ConfigError, StageConfig, add_arguments, load_yaml, resolve
+from lmmr1_agent.learner.plots import reward_curve
+from lmmr1_agent.learner.trainer import EnvRunner, Learner, episodes_to_samples
+from lmmr1_agent.models.embedded import resolve_model
+from lmmr1_agent.report import write_report
+
+SUMMARY = "summary.json"
+
+
+def default_config(stage: str) -> Path:
+    """The shipped YAML of a stage (``configs/<stage>.yaml``, installed as ``lmmr1_agent.configs``)."""
+    return Path(str(resources.files("lmmr1_agent.configs").joinpath(f"{stage}.yaml")))
+
+
+def mgt_start(config: StageConfig, run_dir: Path) -> str:
+    """The model MGT starts from: FRE's result grafted onto ``config.model``'s vision tower, or the base model."""
+    if config.from_base:
+        return resolve_model(config.model)
+    fre_final = run_dir / "fre" / "final"
+    if not (fre_final / SUMMARY).is_file():
+        raise ConfigError(f"--stage mgt starts from the FRE result {fre_final}, which does not exist yet: run "
+                          f"`python -m lmmr1_agent.train --stage fre --output-dir {run_dir}` first "
+                          "(or pass --from-base for the Direct-RL baseline)")
+    from transformers import AutoConfig
+
+    if AutoConfig.from_pretrained(fre_final).model_type != "llama":
+        return str(fre_final)  # FRE already trained a vision-language model
+    target = run_dir / "mgt" / "init"
+    if (target / "config.json").is_file():
+        return str(target)
+    from transformers import AutoTokenizer, LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
+
+    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
+
+    base = Path(resolve_model(config.model))
+    base_config = AutoConfig.from_pretrained(base)
+    if base_config.model_type != "qwen2_5_vl":
+        raise ConfigError(f"mgt model {config.model} must be a Qwen2.5-VL model to take FRE's language weights")
+    vision = {k: getattr(base_config.vision_config, k) for k in ("depth", "hidden_size", "num_heads",
+              "intermediate_size", "patch_size", "spatial_merge_size", "temporal_patch_size", "window_size")}
+    llama = LlamaForCausalLM.from_pretrained(fre_final, dtype=torch.float32)
+    model, tokenizer = graft_into_qwen2_5_vl(llama, AutoTokenizer.from_pretrained(fre_final), vision=vision)
+    # The vision tower and merger come from the base VL model (aligned there, if it was).
+    base_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    model.model.visual.load_state_dict(base_model.model.visual.state_dict())
+    tmp = Path(tempfile.mkdtemp(prefix=".init-", dir=target.parent.mkdir(parents=True, exist_ok=True) or target.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, target)
+    return str(target)
+
+
+def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Train one stage to completion (resuming if a checkpoint exists); returns its before/after summary."""
+    run_dir = Path(config.output_dir)
+    stage_dir = run_dir / config.stage
+    final = stage_dir / "final"
+    if (final / SUMMARY).is_file():
+        print(f"[lmmr1] stage {config.stage} already finished: {final}", file=sys.stderr)
+        return json.loads((final / SUMMARY).read_text())
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[lmmr1] {config.stage} config: {json.dumps(vars(config))}", file=sys.stderr)
+    start = mgt_start(config, run_dir) if config.stage == "mgt" else resolve_model(config.model)
+    resume = latest_checkpoint(stage_dir)
+    torch.manual_seed(config.seed)
+    agent = HFAgent(str(resume or start), temperature=config.temperature, max_new_tokens=config.generate_max_len,
+                    seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels)
+    runner, learner = EnvRunner(config, agent), Learner(config, agent)
+    metrics_path = stage_dir / "metrics.jsonl"
+    if resume is not None:
+        state = load_trainer_state(resume, learner.optimizer, learner.scheduler)
+        first = state["step"]
+        print(f"[lmmr1] resuming {config.stage} from {resume.name} (step {first})", file=sys.stderr)
+        _truncate_metrics(metrics_path, first)
+    else:
+        first, state = 0, {"evals": [], "start": start}
+        metrics_path.unlink(missing_ok=True)
+        state["evals"].append({"step": 0, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
+    bar = tqdm(range(first, config.num_steps), initial=first, total=config.num_steps, desc=config.stage,
+               unit="step", disable=not progress, file=sys.stderr)
+    for step in bar:
+        # ---- rollout ----
+        tick = time.monotonic()
+        episodes, groups = runner.collect(step)
+        samples = episodes_to_samples(episodes, groups)
+        rollout_seconds = time.monotonic() - tick
+        # ---- update ----
+        metrics = learner.update(samples) if samples else {}
+        runner.load_weights(learner.state_dict())
+        metrics.update(_rollout_metrics(episodes, samples))
+        metrics.update({"step": step + 1, "perf/rollout_seconds": rollout_seconds,
+                        "perf/step_seconds": time.monotonic() - tick})
+        # ---- evaluate, log, checkpoint ----
+        if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.num_steps:
+            state["evals"].append({"step": step + 1, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
+            write_report(stage_dir / "samples" / f"step_{step + 1:06d}.html", f"{config.stage} step {step + 1}",
+                         [], episodes[: config.n_samples_per_prompt], "training episodes of this step")
+        with open(metrics_path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(metrics) + "\n")
+        bar.set_postfix(reward=f"{metrics['rollout/reward']:.2f}", fmt=f"{metrics['rewards/format_rate']:.2f}",
+                        kl=f"{metrics.get('losses/kl', 0):.3f}", len=f"{metrics['rollout/response_length']:.0f}",
+                        s=f"{metrics['perf/step_seconds']:.0f}")
+        if (step + 1) % config.save_every == 0 or step + 1 == config.num_steps:
+            save_checkpoint(stage_dir, step + 1, agent.model, agent.tokenizer, learner.optimizer, learner.scheduler,
+                            state, keep=config.keep_checkpoints)
+    bar.close()
+    state["evals"].append({"step": config.num_steps, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
+    summary = {"stage": config.stage, "start": state.get("start", start), "before": state["evals"][0],
+               "after": state["evals"][-1], "evals": state["evals"], "config": vars(config)}
+    _plot(stage_dir, config.stage, metrics_path, state["evals"])
+    _save_final(final, agent, summary)
+    return summary
+
+
+def _rollout_metrics(episodes, samples) -> dict[str, float]:
+    terms = sorted({t for e in episodes for t in e.reward_terms})
+    out = {"rollout/reward": float(np.mean([e.total_return for e in episodes])),
+           "rewards/format_rate": float(np.mean([e.reward_terms.get("format", 0.0) > 0 for e in episodes])),
+           "rewards/accuracy": float(np.mean([bool(e.success) for e in episodes])),
+           "rollout/response_length": float(np.mean([len(s.response_ids) for s in samples])) if samples else 0.0,
+           "rollout/truncated_share": float(np.mean([s.truncated for s in samples])) if samples else 0.0,
+           "rollout/parse_error_rate": float(np.mean([e.parse_errors > 0 for e in episodes]))}
+    out.update({f"rewards/{t}": float(np.mean([e.reward_terms.get(t, 0.0) for e in episodes])) for t in terms})
+    return out
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def _plot(stage_dir: Path, stage: str, metrics_path: Path, evals: list[dict]) -> None:
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line] if metrics_path.is_file() else []
+    reward_curve(stage_dir / "reward_curve.png", f"{stage}: training reward (rollouts) and held-out eval reward",
+                 [r["step"] for r in rows], {"rollout reward": [r["rollout/reward"] for r in rows],
+                                            "format rate": [r["rewards/format_rate"] for r in rows]},
+                 [(e["step"], e["reward"], e["reward_se"]) for e in evals])
+
+
+def _save_final(final: Path, agent: HFAgent, summary: dict) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=final.parent))
+    agent.model.save_pretrained(tmp)
+    agent.tokenizer.save_pretrained(tmp)
+    (tmp / SUMMARY).write_text(json.dumps(summary, indent=2))  # written last: its presence marks the stage done
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def format_summary(summaries: list[dict]) -> str:
+    """The before/after table of every stage, with standard errors."""
+    lines = ["stage  when    reward          format          accuracy", "-----  ------  --------------  "
+             "--------------  --------------"]
+    for s in summaries:
+        for when in ("before", "after"):
+            e = s[when]
+            lines.append(f"{s['stage']:<5}  {when:<6}  {e['reward']:.3f} ± {e['reward_se']:.3f}   "
+                         f"{e['format']:.3f} ± {e['format_se']:.3f}   {e['accuracy']:.3f} ± {e['accuracy_se']:.3f}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lmmr1_agent.train", description=__doc__.split("\n\n")[0],
+                                     usage="python -m lmmr1_agent.train [--stage fre|mgt|all] [--config YAML] [options]",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=[*STAGES, "all"], default="all",
+                        help="fre, mgt, or all (fre then mgt; the default)")
+    parser.add_argument("--config", type=Path, help="YAML config (default: the shipped configs/<stage>.yaml)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    if args.config and len(stages) > 1:
+        parser.error("--config names one stage's file: use it with --stage fre or --stage mgt")
+    overrides = {k: v for k, v in vars(args).items() if k in FIELDS and k != "stage"}
+    summaries = []
+    try:
+        for stage in stages:
+            values = load_yaml(args.config or default_config(stage))
+            config = resolve({**values, "stage": stage}, overrides)
+            summaries.append(run_stage(config, progress=not args.no_progress))
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    table = format_summary(summaries)
+    print(table)
+    out = Path(summaries[-1]["config"]["output_dir"]) if summaries else Path(".")
+    (out / "summary.txt").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

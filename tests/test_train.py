@@ -1,0 +1,192 @@
+"""The learner end to end on tiny random models: it learns, resumes after SIGKILL, and fails clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import tests.toy_env  # noqa: F401  (registers Toy/Digits-v0)
+from lmmr1_agent.learner.checkpoint import latest_checkpoint, save_checkpoint
+from lmmr1_agent.learner.config import ConfigError, resolve
+from lmmr1_agent.train import main, run_stage
+from tests.tiny_models import build_llama
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = [{"id": "Toy/Digits-v0", "weight": 1.0, "kwargs": {}}]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    return build_llama(tmp_path_factory.mktemp("tiny-llama-train"))
+
+
+def tiny_config(model, out, **overrides):
+    values = {"stage": "fre", "model": str(model), "envs": TOY, "n_samples_per_prompt": 8, "rollout_batch_size": 4,
+              "train_batch_size": 32, "micro_train_batch_size": 16, "generate_max_len": 8, "eval_prompts": 16,
+              "actor_learning_rate": 3e-3, "save_every": 100, "output_dir": str(out), "demonstration": False}
+    return resolve({**values, **overrides}, {})
+
+
+def test_a_tiny_model_learns_the_toy_task(tiny_llama, tmp_path):
+    summary = run_stage(tiny_config(tiny_llama, tmp_path, num_steps=30), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "fre" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    first = sum(r["rollout/reward"] for r in rows[:5]) / 5
+    last = sum(r["rollout/reward"] for r in rows[-5:]) / 5
+    assert last > first + 0.2, (first, last)
+    assert summary["after"]["reward"] > summary["before"]["reward"]
+    assert all(torch.isfinite(torch.tensor(r["losses/policy"])) for r in rows)
+    assert (tmp_path / "fre" / "reward_curve.png").is_file()
+    assert (tmp_path / "fre" / "final" / "model.safetensors").is_file()
+
+
+def test_kl_penalty_and_reference_model(tiny_llama, tmp_path):
+    config = tiny_config(tiny_llama, tmp_path, num_steps=2, init_kl_coef=0.05, advantage_estimator="reinforce_baseline",
+                         eval_prompts=4)
+    run_stage(config, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "fre" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["losses/kl"] != 0.0
+
+
+def _train_cmd(model, out, steps):
+    args = ["--stage", "fre", "--model", str(model), "--env", "Toy/Digits-v0", "--num-steps", str(steps),
+            "--n-samples-per-prompt", "4", "--rollout-batch-size", "2", "--generate-max-len", "6",
+            "--eval-prompts", "4", "--save-every", "1", "--keep-checkpoints", "3", "--lr", "1e-3",
+            "--no-demonstration", "--output-dir", str(out), "--no-progress"]
+    code = f"import sys, tests.toy_env; from lmmr1_agent.train import main; sys.exit(main({args!r}))"
+    return [sys.executable, "-c", code]
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_llama, tmp_path):
+    steps = 8
+    straight = subprocess.run(_train_cmd(tiny_llama, tmp_path / "straight", steps), cwd=ROOT, capture_output=True,
+                              text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    victim = subprocess.Popen(_train_cmd(tiny_llama, tmp_path / "killed", steps), cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        done = latest_checkpoint(tmp_path / "killed" / "fre")
+        if done is not None and done.name >= "step_000003":
+            break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = latest_checkpoint(tmp_path / "killed" / "fre")
+    assert killed_at is not None and not (tmp_path / "killed" / "fre" / "final").exists()
+    saved = json.loads((killed_at / "trainer_state.json").read_text())
+
+    resumed = subprocess.run(_train_cmd(tiny_llama, tmp_path / "killed", steps), cwd=ROOT, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming fre from {killed_at.name} (step {saved['step']})" in resumed.stderr
+    rows = [json.loads(line) for line in (tmp_path / "killed" / "fre" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))  # nothing lost, nothing twice
+    # Same seeds, same RNG states, same optimizer moments: the resumed run ends exactly where the straight one does.
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "straight" / "fre" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "killed" / "fre" / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # A finished stage is not run again.
+    again = subprocess.run(_train_cmd(tiny_llama, tmp_path / "killed", steps), cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0 and "already finished" in again.stderr
+
+
+def test_an_interrupted_checkpoint_never_replaces_the_good_one(tiny_llama, tmp_path):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(tiny_llama)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    good = save_checkpoint(tmp_path, 1, model, tokenizer, optimizer, scheduler, {"evals": []})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    original = model.save_pretrained
+    model.save_pretrained = lambda folder, **kw: (original(folder, **kw), crash())
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path, 2, model, tokenizer, optimizer, scheduler, {"evals": []})
+    assert latest_checkpoint(tmp_path) == good
+    assert (good / "model.safetensors").is_file() and not (tmp_path / "checkpoints" / "step_000002").exists()
+
+
+def test_config_errors_are_one_line_and_name_the_problem(tmp_path, capsys):
+    for argv, needle in [(["--bogus", "1"], "unrecognized arguments: --bogus"),
+                         (["--lr", "abc"], "invalid float value: 'abc'"),
+                         (["--stage", "fre", "--advantage-estimator", "grpo"], "advantage_estimator must be one of"),
+                         (["--stage", "fre", "--env", "LMMR1/TextMath-v0", "--num-steps", "-1"], "num_steps")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert needle in err[-1] and len(err) <= 2, err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: fre\nlearning_rate: 1e-5\n")
+    with pytest.raises(SystemExit):
+        main(["--stage", "fre", "--config", str(bad)])
+    assert "unknown config key 'learning_rate'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="gae needs a critic"):
+        resolve({"advantage_estimator": "gae"}, {})
+
+
+def test_mgt_without_fre_says_what_to_run_first(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--stage", "mgt", "--output-dir", str(tmp_path)])
+    assert "run `python -m lmmr1_agent.train --stage fre" in capsys.readouterr().err
+
+
+def test_help_documents_every_option():
+    done = subprocess.run([sys.executable, "-m", "lmmr1_agent.train", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0
+    from lmmr1_agent.learner.config import FIELDS
+
+    for name, field in FIELDS.items():
+        if name not in ("stage", "envs"):
+            assert f"--{name.replace('_', '-')}" in done.stdout
+            assert field.metadata["doc"].split("(")[0].strip()[:30] in " ".join(done.stdout.split())
+
+
+def test_fre_then_mgt_on_a_tiny_graft(tiny_llama, tmp_path):
+    """MGT starts from FRE's weights grafted onto the VL model's vision tower, and trains on images."""
+    from transformers import AutoTokenizer, LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
+
+    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
+
+    vision = {"depth": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64}
+    base_vl = tmp_path / "tiny-vl"
+    model, tokenizer = graft_into_qwen2_5_vl(LlamaForCausalLM.from_pretrained(tiny_llama),
+                                             AutoTokenizer.from_pretrained(tiny_llama), vision=vision)
+    model.save_pretrained(base_vl)
+    tokenizer.save_pretrained(base_vl)
+    run_stage(tiny_config(tiny_llama, tmp_path, num_steps=2, eval_prompts=4), progress=False)
+    mgt = tiny_config(base_vl, tmp_path, stage="mgt", num_steps=2, eval_prompts=4, rollout_batch_size=2,
+                      n_samples_per_prompt=4, max_pixels=56 * 56, freeze_prefix=["model.visual."],
+                      envs=[{"id": "LMMR1/VisualMath-v0", "weight": 1.0,
+                             "kwargs": {"image_size": [56, 56], "difficulty": 1}}])
+    summary = run_stage(mgt, progress=False)
+    assert summary["start"] == str(tmp_path / "mgt" / "init")
+    def weights(folder, cls):
+        return cls.from_pretrained(folder).state_dict()
+
+    init = weights(tmp_path / "mgt" / "init", Qwen2_5_VLForConditionalGeneration)
+    fre = weights(tmp_path / "fre" / "final", LlamaForCausalLM)
+    tower = {k: v for k, v in weights(base_vl, Qwen2_5_VLForConditionalGeneration).items() if ".visual." in k}
+    assert tower and torch.equal(init["model.language_model.layers.0.mlp.up_proj.weight"],
+                                 fre["model.layers.0.mlp.up_proj.weight"])
+    assert all(torch.equal(init[k], v) for k, v in tower.items())
+    final = weights(tmp_path / "mgt" / "final", Qwen2_5_VLForConditionalGeneration)
+    assert all(torch.equal(final[k], v) for k, v in tower.items())  # the frozen vision tower did not move
