@@ -72,10 +72,17 @@ class OracleAgent(Agent):
         return responses
 
 
+def _football_heuristic(seed: int = 0) -> Agent:
+    from lmmr1_agent.agents.football import FootballHeuristicAgent
+
+    return FootballHeuristicAgent(seed=seed)
+
+
 #: Scripted agents by the name ``--agent`` takes; each factory accepts ``seed=``.
 AGENTS: dict[str, Callable[..., Agent]] = {
     "idle": IdleAgent,
     "random": RandomAgent,
     "oracle": OracleAgent,
+    "football-heuristic": _football_heuristic,
 }
 

@@ -1,0 +1,94 @@
+"""Play LMMR1/FootballGame-v0 yourself: ``python -m lmmr1_env.football.play [--scenario R3_T_2] [--seed 0]``.
+
+Keys (GRF's keyboard layout): arrow keys run (two arrows for a diagonal), S short pass, W long pass, A high pass,
+D shot, E sprint on/off, Q dribble on/off, space plays no new command for a frame, Esc quits. Each key press is
+one turn, so MageBench's macro-actions apply (the same arrow twice runs on; a pass plays until received).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+_KEY_ACTIONS = {"s": "action_short_pass", "w": "action_long_pass", "a": "action_high_pass", "d": "action_shot"}
+_ARROWS = {(-1, 0): "action_left", (-1, -1): "action_top_left", (0, -1): "action_top", (1, -1): "action_top_right",
+           (1, 0): "action_right", (1, 1): "action_bottom_right", (0, 1): "action_bottom",
+           (-1, 1): "action_bottom_left"}
+
+
+def show_frame(viewer: Any, frame: np.ndarray, fps: int) -> Any:
+    """Draw ``frame`` ((H, W, 3) uint8) into the pygame window ``viewer`` (opened on first use); returns it."""
+    import pygame
+
+    if viewer is None:
+        pygame.init()
+        pygame.display.set_caption("LMMR1 Football")
+        viewer = {"screen": pygame.display.set_mode((frame.shape[1], frame.shape[0])),
+                  "clock": pygame.time.Clock()}
+    surface = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
+    viewer["screen"].blit(surface, (0, 0))
+    pygame.display.flip()
+    viewer["clock"].tick(fps)
+    return viewer
+
+
+def key_to_action(key_name: str, pressed: dict[str, bool], sprint: bool, dribble: bool) -> str | None:
+    """The action id for a key press (``pressed`` holds the arrow keys down now), or None for other keys."""
+    if key_name in ("left", "right", "up", "down"):
+        dx = int(pressed.get("right", False)) - int(pressed.get("left", False))
+        dy = int(pressed.get("down", False)) - int(pressed.get("up", False))
+        return _ARROWS.get((dx, dy))
+    if key_name in _KEY_ACTIONS:
+        return _KEY_ACTIONS[key_name]
+    if key_name == "e":
+        return "action_release_sprint" if sprint else "action_sprint"
+    if key_name == "q":
+        return "action_release_dribble" if dribble else "action_dribble"
+    if key_name == "space":
+        return ""
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Open the window and play episodes until Esc or the window is closed."""
+    import pygame
+
+    from lmmr1_env.football.env import FootballEnv
+
+    parser = argparse.ArgumentParser(description="Play LMMR1/FootballGame-v0 with the keyboard.")
+    parser.add_argument("--scenario", default="all", help="scenario id or subset (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="first episode's seed (picks the scenario)")
+    parser.add_argument("--size", type=int, nargs=2, default=(540, 960), metavar=("H", "W"), help="window size")
+    args = parser.parse_args(argv)
+    env = FootballEnv(scenario=args.scenario, image_size=tuple(args.size), render_mode="human")
+    seed, total = args.seed, 0.0
+    env.reset(seed=seed)
+    print(f"scenario {env.scenario_id}: arrows run, S/W/A pass, D shoot, E sprint, Q dribble, Esc quits")
+    names = {pygame.K_LEFT: "left", pygame.K_RIGHT: "right", pygame.K_UP: "up", pygame.K_DOWN: "down"}
+    running = True
+    while running:
+        for event in pygame.event.get():
+            if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
+                running = False
+                break
+            if event.type != pygame.KEYDOWN:
+                continue
+            keys = pygame.key.get_pressed()
+            pressed = {name: bool(keys[code]) for code, name in names.items()}
+            action = key_to_action(pygame.key.name(event.key), pressed, env.sprint, env.dribble)
+            if action is None:
+                continue
+            _, reward, terminated, truncated, info = env.step(f"<answer>{action}</answer>" if action else "")
+            total += reward
+            if terminated or truncated:
+                print(f"{env.scenario_id}: {info['end']} after {info['frame']} frames, return {total:.2f}")
+                seed, total = seed + 1, 0.0
+                env.reset(seed=seed)
+        pygame.time.wait(10)
+    env.close()
+
+
+if __name__ == "__main__":
+    main()
