@@ -51,6 +51,7 @@ def write_report(path: Path, title: str, rows: Sequence[dict], episodes: Sequenc
                  table_text: str) -> Path:
     """Write ``path`` (an ``.html`` file) and its ``images/`` folder; returns ``path``."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     images = path.parent / "images"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
              f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",

@@ -108,6 +108,11 @@ def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
         first, state = 0, {"evals": [], "start": start}
         metrics_path.unlink(missing_ok=True)
         state["evals"].append({"step": 0, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
+    from torch.utils.tensorboard import SummaryWriter
+
+    board = SummaryWriter(str(stage_dir / "tensorboard"), purge_step=first + 1 if first else None)
+    if not first:
+        _log_eval(board, state["evals"][0], runner, stage_dir, config.stage)
     bar = tqdm(range(first, config.num_steps), initial=first, total=config.num_steps, desc=config.stage,
                unit="step", disable=not progress, file=sys.stderr)
     for step in bar:
@@ -125,10 +130,12 @@ def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
         # ---- evaluate, log, checkpoint ----
         if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.num_steps:
             state["evals"].append({"step": step + 1, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
-            write_report(stage_dir / "samples" / f"step_{step + 1:06d}.html", f"{config.stage} step {step + 1}",
-                         [], episodes[: config.n_samples_per_prompt], "training episodes of this step")
+            _log_eval(board, state["evals"][-1], runner, stage_dir, config.stage)
         with open(metrics_path, "a", encoding="utf-8") as log:
             log.write(json.dumps(metrics) + "\n")
+        for name, value in metrics.items():
+            if name != "step":
+                board.add_scalar(name, value, step + 1)
         bar.set_postfix(reward=f"{metrics['rollout/reward']:.2f}", fmt=f"{metrics['rewards/format_rate']:.2f}",
                         kl=f"{metrics.get('losses/kl', 0):.3f}", len=f"{metrics['rollout/response_length']:.0f}",
                         s=f"{metrics['perf/step_seconds']:.0f}")
@@ -137,11 +144,24 @@ def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
                             state, keep=config.keep_checkpoints)
     bar.close()
     state["evals"].append({"step": config.num_steps, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
+    _log_eval(board, state["evals"][-1], runner, stage_dir, config.stage)
+    board.close()
     summary = {"stage": config.stage, "start": state.get("start", start), "before": state["evals"][0],
                "after": state["evals"][-1], "evals": state["evals"], "config": vars(config)}
     _plot(stage_dir, config.stage, metrics_path, state["evals"])
     _save_final(final, agent, summary)
     return summary
+
+
+def _log_eval(board, evaluation: dict, runner: EnvRunner, stage_dir: Path, stage: str) -> None:
+    """Held-out scores to TensorBoard, and a few of the evaluated episodes as an HTML page."""
+    for name in ("reward", "format", "accuracy"):
+        board.add_scalar(f"eval/{name}", evaluation[name], evaluation["step"])
+    step = evaluation["step"]
+    table = (f"held-out reward {evaluation['reward']:.3f} ± {evaluation['reward_se']:.3f}, format "
+             f"{evaluation['format']:.3f}, accuracy {evaluation['accuracy']:.3f} (step {step})")
+    write_report(stage_dir / "samples" / f"eval_step_{step:06d}.html", f"{stage}: held-out episodes at step {step}",
+                 [evaluation], runner.last_eval_episodes, table)
 
 
 def _rollout_metrics(episodes, samples) -> dict[str, float]:

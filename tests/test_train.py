@@ -45,6 +45,9 @@ def test_a_tiny_model_learns_the_toy_task(tiny_llama, tmp_path):
     assert summary["after"]["reward"] > summary["before"]["reward"]
     assert all(torch.isfinite(torch.tensor(r["losses/policy"])) for r in rows)
     assert (tmp_path / "fre" / "reward_curve.png").is_file()
+    assert list((tmp_path / "fre" / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (tmp_path / "fre" / "samples").glob("*.html")) == [
+        "eval_step_000000.html", "eval_step_000030.html"]
     assert (tmp_path / "fre" / "final" / "model.safetensors").is_file()
 
 

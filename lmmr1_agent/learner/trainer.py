@@ -88,6 +88,8 @@ class EnvRunner:
         saved = self.agent.temperature
         self.agent.temperature = temperature
         returns, formats, successes = [], [], []
+        #: A few episodes of the latest evaluation, for the sample pages.
+        self.last_eval_episodes: list[Episode] = []
         try:
             share = np.floor(self.weights * prompts).astype(int)
             share[0] += prompts - share.sum()
@@ -96,6 +98,8 @@ class EnvRunner:
                                              batch_size=16, history=self.config.history,
                                              demonstration=self.config.demonstration, max_turns=self.config.max_turns):
                     returns.append(episode.total_return)
+                    if len(self.last_eval_episodes) < 16:
+                        self.last_eval_episodes.append(episode)
                     formats.append(float(episode.reward_terms.get("format", 0.0) > 0))
                     successes.append(float(bool(episode.success)))
         finally:
