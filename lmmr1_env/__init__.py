@@ -19,6 +19,7 @@ __all__ = ["LMMEnv", "MathScore", "TextSpace", "build_messages", "letterbox", "r
 _ENVS = {
     "LMMR1/TextMath-v0": "lmmr1_env.textmath.env:TextMathEnv",
     "LMMR1/VisualMath-v0": "lmmr1_env.visualmath.env:VisualMathEnv",
+    "LMMR1/Sokoban-v0": "lmmr1_env.sokoban.env:SokobanEnv",
     "LMMR1/FootballGame-v0": "lmmr1_env.football.env:FootballEnv",
 }
 for _id, _entry_point in _ENVS.items():

@@ -78,11 +78,18 @@ def _football_heuristic(seed: int = 0) -> Agent:
     return FootballHeuristicAgent(seed=seed)
 
 
+def _sokoban_solver(seed: int = 0) -> Agent:
+    from lmmr1_agent.agents.sokoban import SokobanSolverAgent
+
+    return SokobanSolverAgent(seed=seed)
+
+
 #: Scripted agents by the name ``--agent`` takes; each factory accepts ``seed=``.
 AGENTS: dict[str, Callable[..., Agent]] = {
     "idle": IdleAgent,
     "random": RandomAgent,
     "oracle": OracleAgent,
     "football-heuristic": _football_heuristic,
+    "sokoban-solver": _sokoban_solver,
 }
 
