@@ -14,8 +14,8 @@ import gymnasium as gym
 import numpy as np
 
 from lmmr1_agent.agents.base import Agent, Response
-from lmmr1_env.chat import build_messages
-from lmmr1_env.types import Message, Observation
+from lmmr1_env.chat import assemble, user_message
+from lmmr1_env.types import Message
 
 HISTORY_MODES = ("full", "last")
 
@@ -60,13 +60,13 @@ class Episode:
         return sum(t.parse_error is not None for t in self.turns)
 
 
-def conversation(system_prompt: str, observations: Sequence[Observation], responses: Sequence[str],
+def conversation(system_prompt: str, user_messages: Sequence[Message], responses: Sequence[str],
                  demonstration: Sequence[Message] | None, history: str) -> list[Message]:
     """The prompt for the next response: the whole episode (``full``) or the latest observation (``last``)."""
     if history == "full":
-        return build_messages(system_prompt, observations, responses, demonstration)
+        return assemble(system_prompt, user_messages, responses, demonstration)
     if history == "last":
-        return build_messages(system_prompt, observations[-1:], (), demonstration)
+        return assemble(system_prompt, user_messages[-1:], (), demonstration)
     raise ValueError(f"history must be one of {HISTORY_MODES}, got {history!r}")
 
 
@@ -95,12 +95,13 @@ def play_episodes(make_env: Callable[[], gym.Env], agent: Agent, seeds: Sequence
 
 def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str, history: str, send_demo: bool,
                 max_turns: int) -> list[Episode]:
-    episodes, observations, responses, infos, demos = [], [], [], [], []
+    episodes, observations, users, responses, infos, demos = [], [], [], [], [], []
     for env, seed in zip(envs, seeds):
         obs, info = env.reset(seed=seed)
         system_prompt = info.get("system_prompt", env.get_wrapper_attr("system_prompt"))
         episodes.append(Episode(env_id=env_id, seed=seed, system_prompt=system_prompt))
         observations.append([obs])
+        users.append([user_message(obs)])
         responses.append([])
         infos.append(info)
         demos.append(env.get_wrapper_attr("demonstration") if send_demo else None)
@@ -108,7 +109,7 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
     for _ in range(max_turns):
         if not active:
             break
-        prompts = [conversation(episodes[i].system_prompt, observations[i], responses[i], demos[i], history)
+        prompts = [conversation(episodes[i].system_prompt, users[i], responses[i], demos[i], history)
                    for i in active]
         replies: list[Response] = agent.act(prompts, [infos[i] for i in active])
         if len(replies) != len(active):
@@ -128,6 +129,7 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
                 episode.reward_terms[name] = episode.reward_terms.get(name, 0.0) + float(value)
             responses[i].append(reply.text)
             observations[i].append(obs)
+            users[i].append(user_message(obs))
             infos[i] = info
             if terminated or truncated:
                 episode.truncated = bool(truncated and not terminated)

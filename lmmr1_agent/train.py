@@ -184,7 +184,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _plot(stage_dir: Path, stage: str, metrics_path: Path, evals: list[dict]) -> None:
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line] if metrics_path.is_file() else []
+    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
+    rows = [json.loads(line) for line in lines if line]
     reward_curve(stage_dir / "reward_curve.png", f"{stage}: training reward (rollouts) and held-out eval reward",
                  [r["step"] for r in rows], {"rollout reward": [r["rollout/reward"] for r in rows],
                                             "format rate": [r["rewards/format_rate"] for r in rows]},
@@ -215,7 +216,7 @@ def format_summary(summaries: list[dict]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lmmr1_agent.train", description=__doc__.split("\n\n")[0],
-                                     usage="python -m lmmr1_agent.train [--stage fre|mgt|all] [--config YAML] [options]",
+                                     usage="python -m lmmr1_agent.train [--stage fre|mgt|all] [--config YAML] [...]",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=[*STAGES, "all"], default="all",
                         help="fre, mgt, or all (fre then mgt; the default)")

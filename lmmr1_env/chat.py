@@ -36,16 +36,22 @@ def build_messages(
     ``len(observations) - 1`` replies gives a prompt for the next response, ``len(observations)`` a full
     transcript. ``demonstration`` (the env's solved example exchange) goes right after the system message.
     """
-    if not (len(observations) - 1 <= len(responses) <= len(observations)):
-        raise ValueError(f"{len(observations)} observations need {len(observations) - 1} or "
-                         f"{len(observations)} responses, got {len(responses)}")
+    return assemble(system_prompt, [user_message(o) for o in observations], responses, demonstration)
+
+
+def assemble(system_prompt: str, user_messages: Sequence[Message], responses: Sequence[str] = (),
+             demonstration: Sequence[Message] | None = None) -> list[Message]:
+    """:func:`build_messages` from user messages already built (a rollout converts each image only once)."""
+    if not (len(user_messages) - 1 <= len(responses) <= len(user_messages)):
+        raise ValueError(f"{len(user_messages)} observations need {len(user_messages) - 1} or "
+                         f"{len(user_messages)} responses, got {len(responses)}")
     messages: list[Message] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
     if demonstration:
         messages.extend(dict(m) for m in demonstration)
-    for i, observation in enumerate(observations):
-        messages.append(user_message(observation))
+    for i, message in enumerate(user_messages):
+        messages.append(message)
         if i < len(responses):
             messages.append({"role": "assistant", "content": responses[i]})
     return messages

@@ -90,7 +90,8 @@ class StageConfig:
             (self.history in HISTORY_MODES, f"history must be one of {HISTORY_MODES}"),
             (self.lr_scheduler in ("constant", "cosine"), "lr_scheduler must be constant or cosine"),
             (self.n_samples_per_prompt >= 1 and self.rollout_batch_size >= 1, "batch sizes must be at least 1"),
-            (self.advantage_estimator != "rloo" or self.n_samples_per_prompt >= 2, "rloo needs n_samples_per_prompt >= 2"),
+            (self.advantage_estimator != "rloo" or self.n_samples_per_prompt >= 2,
+             "rloo needs n_samples_per_prompt >= 2"),
             (self.micro_train_batch_size >= 1 and self.train_batch_size >= self.micro_train_batch_size,
              "train_batch_size must be at least micro_train_batch_size"),
             (self.num_steps >= 0 and self.generate_max_len >= 1, "num_steps >= 0 and generate_max_len >= 1"),
@@ -162,7 +163,8 @@ def resolve(values: dict[str, Any], overrides: dict[str, Any]) -> StageConfig:
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
     for name, f in FIELDS.items():
-        value, default = getattr(config, name), f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        value = getattr(config, name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             setattr(config, name, float(value))
         elif type(value) is not type(default) and not (isinstance(default, float) and isinstance(value, float)):
