@@ -1,7 +1,9 @@
 """A self-contained HTML report of an evaluation: the results table and every episode, browsable.
 
 Images are written beside the page as PNG files (``images/``) and referenced relatively, so the report
-opens straight from disk and stays small.
+opens straight from disk and stays small. Long runs keep images for the first :data:`IMAGE_EPISODES`
+episodes of each env and, within an episode, for its first and last turns (:data:`IMAGE_TURNS`); every
+turn's text is always there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import numpy as np
 from PIL import Image
 
 from lmmr1_agent.rollout import Episode
+
+#: Episodes per env whose observation images are written.
+IMAGE_EPISODES = 24
+#: Turns per episode whose images are written: half from the start, half from the end.
+IMAGE_TURNS = 16
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1100px; }
@@ -61,7 +68,11 @@ def write_report(path: Path, title: str, rows: Sequence[dict], episodes: Sequenc
              "<h2>Episodes</h2><p>Show: <select onchange='filterEpisodes(this.value)'>"
              "<option value='all'>all</option><option value='success'>successes</option>"
              "<option value='failure'>failures</option></select></p>"]
+    shown_per_env: dict[str, int] = {}
     for k, episode in enumerate(episodes):
+        shown_per_env[episode.env_id] = shown_per_env.get(episode.env_id, 0) + 1
+        with_images = shown_per_env[episode.env_id] <= IMAGE_EPISODES
+        n_turns = len(episode.turns)
         outcome = "success" if episode.success else "failure"
         mark = "ok" if episode.success else "bad"
         terms = "".join(f"<span>{_esc(n)} = {v:.3f}</span>" for n, v in episode.reward_terms.items())
@@ -71,7 +82,7 @@ def write_report(path: Path, title: str, rows: Sequence[dict], episodes: Sequenc
         parts.append(f"<p class='terms'>{terms}</p><p><b>system prompt</b></p><pre>{_esc(episode.system_prompt)}</pre>")
         for t, turn in enumerate(episode.turns):
             parts.append(f"<h4>turn {t + 1}</h4>")
-            if turn.image is not None:
+            if turn.image is not None and with_images and (t < IMAGE_TURNS // 2 or t >= n_turns - IMAGE_TURNS // 2):
                 safe_env = "".join(c if c.isalnum() else "_" for c in episode.env_id)
                 src = _save_image(turn.image, images, f"{safe_env}-{k}-{t}.png")
                 parts.append(f"<img class='frame' src='{_esc(src)}' alt='observation of turn {t + 1}'>")

@@ -66,3 +66,16 @@ def test_evaluate_writes_a_report_chromium_can_open(tmp_path, browser):
     assert browser.execute_script("return document.querySelectorAll('details.episode').length") == 5
     assert "1.500" in browser.find_element("tag name", "body").text
     assert json.loads((tmp_path / "results.json").read_text())["results"][0]["episodes"] == 5
+
+
+def test_long_runs_keep_a_bounded_number_of_images(tmp_path):
+    from lmmr1_agent.report import IMAGE_EPISODES, IMAGE_TURNS
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    turns = [Turn(text=f"turn {t}", image=image, response="r", reward=0.0, reward_terms={}) for t in range(40)]
+    episodes = [Episode(env_id="LMMR1/Test-v0", seed=s, system_prompt="", turns=turns) for s in range(30)]
+    page = write_report(tmp_path / "r.html", "long", [], episodes, "")
+    html = page.read_text()
+    assert html.count("<img") == IMAGE_EPISODES * IMAGE_TURNS
+    assert html.count("turn 39") == 30  # every turn's text stays
+    assert len(list((tmp_path / "images").iterdir())) == IMAGE_EPISODES * IMAGE_TURNS
