@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 import lmmr1_env
 from lmmr1_agent.agents import make_agent
-from lmmr1_agent.report import write_report
+from lmmr1_agent.report import ReportWriter
 from lmmr1_agent.rollout import HISTORY_MODES, Episode, play_episodes
 
 
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise SystemExit(f"--agent {args.agent}: {exc}") from None
     args.output.mkdir(parents=True, exist_ok=True)
-    rows, seeds, played = [], list(range(args.seed, args.seed + args.episodes)), []
+    rows, seeds = [], list(range(args.seed, args.seed + args.episodes))
+    report = ReportWriter(args.output / "report.html", f"lmmr1 evaluation: {args.agent}")
     with open(args.output / "episodes.jsonl", "w", encoding="utf-8") as log:
         for env_id, kwargs in specs:
             kwargs = {"split": args.split, **kwargs}
@@ -159,21 +160,22 @@ def main(argv: list[str] | None = None) -> int:
             for episode in play_episodes(make_env, agent, seeds, env_id=env_id,
                                          batch_size=args.batch_size, history=args.history,
                                          demonstration=args.demonstration):
-                episodes.append(episode)
                 log.write(json.dumps(episode_record(episode)) + "\n")
+                report.add(episode)
+                episode.drop_media()  # 108 Football episodes of 160 frames would otherwise hold ~12 GB
+                episodes.append(episode)
                 bar.update(1)
                 bar.set_postfix(ret=f"{sum(e.total_return for e in episodes) / len(episodes):.3f}")
             bar.close()
             rows.append(summarize(env_id, kwargs, episodes, time.monotonic() - start))
-            played.extend(episodes)
     agent.close()
     results = {"agent": args.agent, "seed": args.seed, "episodes_per_env": args.episodes, "results": rows}
     (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = format_table(rows)
-    report = write_report(args.output / "report.html", f"lmmr1 evaluation: {args.agent}", rows, played, table)
+    page = report.finish(rows, table)
     print(f"agent: {args.agent}")
     print(table)
-    print(f"results: {args.output / 'results.json'}  episodes: {args.output / 'episodes.jsonl'}  report: {report}")
+    print(f"results: {args.output / 'results.json'}  episodes: {args.output / 'episodes.jsonl'}  report: {page}")
     return 0
 
 

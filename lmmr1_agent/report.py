@@ -54,37 +54,37 @@ def _save_image(image: np.ndarray, folder: Path, name: str) -> str:
     return f"{folder.name}/{name}"
 
 
-def write_report(path: Path, title: str, rows: Sequence[dict], episodes: Sequence[Episode],
-                 table_text: str) -> Path:
-    """Write ``path`` (an ``.html`` file) and its ``images/`` folder; returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images = path.parent / "images"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
-             f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
-             f"<h1>{_esc(title)}</h1>", "<h2>Results</h2>", f"<pre>{_esc(table_text)}</pre>",
-             "<details><summary>results as JSON</summary>",
-             f"<pre>{_esc(json.dumps(list(rows), indent=2))}</pre></details>",
-             "<h2>Episodes</h2><p>Show: <select onchange='filterEpisodes(this.value)'>"
-             "<option value='all'>all</option><option value='success'>successes</option>"
-             "<option value='failure'>failures</option></select></p>"]
-    shown_per_env: dict[str, int] = {}
-    for k, episode in enumerate(episodes):
-        shown_per_env[episode.env_id] = shown_per_env.get(episode.env_id, 0) + 1
-        with_images = shown_per_env[episode.env_id] <= IMAGE_EPISODES
-        n_turns = len(episode.turns)
+class ReportWriter:
+    """Builds the report one episode at a time: images go to disk at once, so memory stays flat."""
+
+    def __init__(self, path: Path, title: str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.images = self.path.parent / "images"
+        self.title = title
+        self.parts: list[str] = []
+        self.count = 0
+        self.shown_per_env: dict[str, int] = {}
+
+    def add(self, episode: Episode) -> None:
+        """Append one episode (its images are written now; the episode may drop them afterwards)."""
+        k, self.count = self.count, self.count + 1
+        self.shown_per_env[episode.env_id] = self.shown_per_env.get(episode.env_id, 0) + 1
+        with_images = self.shown_per_env[episode.env_id] <= IMAGE_EPISODES
+        n_turns, parts = len(episode.turns), self.parts
         outcome = "success" if episode.success else "failure"
         mark = "ok" if episode.success else "bad"
         terms = "".join(f"<span>{_esc(n)} = {v:.3f}</span>" for n, v in episode.reward_terms.items())
         parts.append(f"<details class='episode' data-outcome='{outcome}'><summary>{_esc(episode.env_id)} · seed "
                      f"{episode.seed} · return <b class='{mark}'>{episode.total_return:.3f}</b> · "
-                     f"{len(episode.turns)} turn(s)</summary>")
+                     f"{n_turns} turn(s)</summary>")
         parts.append(f"<p class='terms'>{terms}</p><p><b>system prompt</b></p><pre>{_esc(episode.system_prompt)}</pre>")
         for t, turn in enumerate(episode.turns):
             parts.append(f"<h4>turn {t + 1}</h4>")
-            if turn.image is not None and with_images and (t < IMAGE_TURNS // 2 or t >= n_turns - IMAGE_TURNS // 2):
+            keep = t < IMAGE_TURNS // 2 or t >= n_turns - IMAGE_TURNS // 2
+            if turn.image is not None and with_images and keep:
                 safe_env = "".join(c if c.isalnum() else "_" for c in episode.env_id)
-                src = _save_image(turn.image, images, f"{safe_env}-{k}-{t}.png")
+                src = _save_image(turn.image, self.images, f"{safe_env}-{k}-{t}.png")
                 parts.append(f"<img class='frame' src='{_esc(src)}' alt='observation of turn {t + 1}'>")
             parts.append(f"<p><b>observation</b></p><pre>{_esc(turn.text)}</pre>")
             parts.append(f"<p><b>response</b></p><pre>{_esc(turn.response)}</pre>")
@@ -93,6 +93,25 @@ def write_report(path: Path, title: str, rows: Sequence[dict], episodes: Sequenc
             if turn.parse_error:
                 parts.append(f"<p class='error'>could not read the response: {_esc(turn.parse_error)}</p>")
         parts.append("</details>")
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+
+    def finish(self, rows: Sequence[dict], table_text: str) -> Path:
+        """Write the page with the results table on top; returns its path."""
+        head = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(self.title)}</title>",
+                f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
+                f"<h1>{_esc(self.title)}</h1>", "<h2>Results</h2>", f"<pre>{_esc(table_text)}</pre>",
+                "<details><summary>results as JSON</summary>",
+                f"<pre>{_esc(json.dumps(list(rows), indent=2))}</pre></details>",
+                "<h2>Episodes</h2><p>Show: <select onchange='filterEpisodes(this.value)'>"
+                "<option value='all'>all</option><option value='success'>successes</option>"
+                "<option value='failure'>failures</option></select></p>"]
+        self.path.write_text("\n".join([*head, *self.parts, "</body></html>"]), encoding="utf-8")
+        return self.path
+
+
+def write_report(path: Path, title: str, rows: Sequence[dict], episodes: Sequence[Episode],
+                 table_text: str) -> Path:
+    """Write ``path`` (an ``.html`` file) and its ``images/`` folder for ``episodes``; returns ``path``."""
+    writer = ReportWriter(path, title)
+    for episode in episodes:
+        writer.add(episode)
+    return writer.finish(rows, table_text)

@@ -55,6 +55,11 @@ class Episode:
     def total_return(self) -> float:
         return float(sum(t.reward for t in self.turns))
 
+    def drop_media(self) -> None:
+        """Forget images and prompts (keep texts, rewards and token counts): for long evaluations."""
+        for turn in self.turns:
+            turn.image, turn.prompt = None, []
+
     @property
     def parse_errors(self) -> int:
         return sum(t.parse_error is not None for t in self.turns)
@@ -95,12 +100,13 @@ def play_episodes(make_env: Callable[[], gym.Env], agent: Agent, seeds: Sequence
 
 def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str, history: str, send_demo: bool,
                 max_turns: int) -> list[Episode]:
-    episodes, observations, users, responses, infos, demos = [], [], [], [], [], []
+    # Only the latest observation is kept per episode; the chat keeps each turn's message (one PIL image each).
+    episodes, latest, users, responses, infos, demos = [], [], [], [], [], []
     for env, seed in zip(envs, seeds):
         obs, info = env.reset(seed=seed)
         system_prompt = info.get("system_prompt", env.get_wrapper_attr("system_prompt"))
         episodes.append(Episode(env_id=env_id, seed=seed, system_prompt=system_prompt))
-        observations.append([obs])
+        latest.append(obs)
         users.append([user_message(obs)])
         responses.append([])
         infos.append(info)
@@ -118,7 +124,7 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
         still_active = []
         for i, prompt, reply in zip(active, prompts, replies):
             obs, reward, terminated, truncated, info = envs[i].step(reply.text)
-            last = observations[i][-1]
+            last = latest[i]
             episode = episodes[i]
             episode.turns.append(Turn(text=last["text"], image=last.get("image"), response=reply.text,
                                       reward=float(reward), reward_terms=dict(info.get("reward_terms", {})),
@@ -128,7 +134,7 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
             for name, value in info.get("reward_terms", {}).items():
                 episode.reward_terms[name] = episode.reward_terms.get(name, 0.0) + float(value)
             responses[i].append(reply.text)
-            observations[i].append(obs)
+            latest[i] = obs
             users[i].append(user_message(obs))
             infos[i] = info
             if terminated or truncated:

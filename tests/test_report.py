@@ -77,5 +77,5 @@ def test_long_runs_keep_a_bounded_number_of_images(tmp_path):
     page = write_report(tmp_path / "r.html", "long", [], episodes, "")
     html = page.read_text()
     assert html.count("<img") == IMAGE_EPISODES * IMAGE_TURNS
-    assert html.count("turn 39") == 30  # every turn's text stays
+    assert html.count("<pre>turn 39</pre>") == 30  # every turn's text stays
     assert len(list((tmp_path / "images").iterdir())) == IMAGE_EPISODES * IMAGE_TURNS
