@@ -100,7 +100,7 @@ def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
     runner, learner = EnvRunner(config, agent), Learner(config, agent)
     metrics_path = stage_dir / "metrics.jsonl"
     if resume is not None:
-        state = load_trainer_state(resume, learner.optimizer, learner.scheduler)
+        state = load_trainer_state(resume, learner.optimizer, learner.scheduler, learner.extra_state())
         first = state["step"]
         print(f"[lmmr1] resuming {config.stage} from {resume.name} (step {first})", file=sys.stderr)
         _truncate_metrics(metrics_path, first)
@@ -141,7 +141,7 @@ def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
                         s=f"{metrics['perf/step_seconds']:.0f}")
         if (step + 1) % config.save_every == 0 or step + 1 == config.num_steps:
             save_checkpoint(stage_dir, step + 1, agent.model, agent.tokenizer, learner.optimizer, learner.scheduler,
-                            state, keep=config.keep_checkpoints)
+                            state, keep=config.keep_checkpoints, extra=learner.extra_state())
     bar.close()
     state["evals"].append({"step": config.num_steps, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
     _log_eval(board, state["evals"][-1], runner, stage_dir, config.stage)

@@ -29,8 +29,11 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def save_checkpoint(stage_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state: dict[str, Any],
-                    keep: int = 2) -> Path:
-    """Write ``stage_dir/checkpoints/step_{step:06d}`` atomically and keep the ``keep`` newest."""
+                    keep: int = 2, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``stage_dir/checkpoints/step_{step:06d}`` atomically and keep the ``keep`` newest.
+
+    ``extra`` maps names to objects with ``state_dict()`` (a critic, its optimizer), saved as ``NAME.pt``.
+    """
     root = Path(stage_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -41,6 +44,8 @@ def save_checkpoint(stage_dir: Path, step: int, model, tokenizer, optimizer, sch
     tokenizer.save_pretrained(tmp)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+    for name, thing in (extra or {}).items():
+        torch.save(thing.state_dict(), tmp / f"{name}.pt")
     full_state = {**state, "step": step, "scheduler": scheduler.state_dict(),
                   "python_rng": _python_state(), "numpy_rng": np.random.get_state(legacy=False)}
     (tmp / STATE_FILE).write_text(json.dumps(full_state, default=_json_default), encoding="utf-8")
@@ -60,10 +65,12 @@ def latest_checkpoint(stage_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_trainer_state(checkpoint: Path, optimizer, scheduler) -> dict[str, Any]:
-    """Restore optimizer, scheduler and RNG states from ``checkpoint``; return its trainer state."""
+def load_trainer_state(checkpoint: Path, optimizer, scheduler, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Restore optimizer, scheduler, ``extra`` objects and RNG states from ``checkpoint``; return its state."""
     state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    for name, thing in (extra or {}).items():
+        thing.load_state_dict(torch.load(checkpoint / f"{name}.pt", weights_only=True))
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True)["torch"])
     version, internal, gauss = state["python_rng"]

@@ -54,6 +54,10 @@ class StageConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay")
     max_norm: float = _f(1.0, "gradient clipping norm")
     init_kl_coef: float = _f(0.0, "KL coefficient beta; 0 loads no reference model at all")
+    critic_learning_rate: float = _f(9e-6, "AdamW learning rate of the critic (advantage_estimator gae only)")
+    gamma: float = _f(1.0, "discount (gae and reinforce; forced to 1 for the group estimators)")
+    lambd: float = _f(1.0, "GAE lambda")
+    value_clip: float = _f(0.2, "critic value clip around the old values")
     kl_estimator: str = _f("k3", f"KL estimator: {', '.join(KL_ESTIMATORS)}")
     use_kl_loss: bool = _f(False, "put the KL in the loss instead of the reward")
     eps_clip: float = _f(0.2, "policy ratio clip epsilon")
@@ -82,9 +86,7 @@ class StageConfig:
         checks = [
             (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (self.advantage_estimator in ESTIMATORS, f"advantage_estimator must be one of {ESTIMATORS}"),
-            (self.advantage_estimator != "gae",
-             "advantage_estimator gae needs a critic, which this learner does not build yet; use group_norm, "
-             "dr_grpo, rloo, reinforce or reinforce_baseline"),
+            (0 < self.gamma <= 1 and 0 <= self.lambd <= 1, "gamma must be in (0, 1] and lambd in [0, 1]"),
             (self.kl_estimator in KL_ESTIMATORS, f"kl_estimator must be one of {KL_ESTIMATORS}"),
             (self.loss_aggregation in AGGREGATIONS, f"loss_aggregation must be one of {AGGREGATIONS}"),
             (self.history in HISTORY_MODES, f"history must be one of {HISTORY_MODES}"),

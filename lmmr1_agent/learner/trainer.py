@@ -119,6 +119,27 @@ def _mean_se(name: str, values: Sequence[float]) -> dict[str, float]:
     return {name: mean, f"{name}_se": se}
 
 
+class ValueModel(torch.nn.Module):
+    """A critic: a copy of the policy's network with a scalar head on its last hidden state.
+
+    ``forward`` returns values ``(batch, seq - 1)`` at the predict-next positions the response mask uses.
+    """
+
+    def __init__(self, policy: torch.nn.Module, freeze_prefix: Sequence[str] = ()):
+        super().__init__()
+        self.body = copy.deepcopy(policy)
+        for name, param in self.body.named_parameters():
+            param.requires_grad_(not any(name.startswith(p) for p in freeze_prefix))
+        hidden = self.body.config.get_text_config().hidden_size
+        self.head = torch.nn.Linear(hidden, 1)
+        torch.nn.init.normal_(self.head.weight, std=1 / (hidden + 1))
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(**inputs, output_hidden_states=True).hidden_states[-1]
+        return self.head(hidden).squeeze(-1)[:, :-1].float()
+
+
 class Learner:
     """Clipped policy-gradient updates on a Hugging Face model, micro-batched with gradient accumulation."""
 
@@ -137,6 +158,14 @@ class Learner:
         self.reference = None
         if config.init_kl_coef > 0:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        # PPO (gae) needs a critic: the policy's network with a scalar head, trained beside it.
+        self.critic: ValueModel | None = None
+        self.critic_optimizer = None
+        if config.advantage_estimator == "gae":
+            self.critic = ValueModel(self.model, config.freeze_prefix)
+            self.critic_optimizer = torch.optim.AdamW([p for p in self.critic.parameters() if p.requires_grad],
+                                                      lr=config.critic_learning_rate, betas=tuple(config.adam_betas),
+                                                      weight_decay=config.weight_decay)
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.config
@@ -171,75 +200,141 @@ class Learner:
         return batch
 
     def _logprobs(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw") if k in batch}
-        logits = model(**inputs).logits[:, :-1].float() / self.config.temperature
+        logits = model(**self._inputs(batch)).logits[:, :-1].float() / self.config.temperature
         logp = torch.log_softmax(logits, dim=-1)
         taken = logp.gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
         return taken, logits
 
+    def _experience(self, samples: list[Sample], shaped: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        """OpenRLHF's "make experience": reference log-probs, values, token rewards, advantages and returns.
+
+        Computed for the whole rollout batch before any update, so whitening spans all its valid tokens.
+        Per-sample 1-D tensors over the response tokens.
+        """
+        cfg = self.config
+        out: dict[str, list[torch.Tensor]] = {"advantages": [], "returns": [], "values": [], "kl": []}
+        with torch.no_grad():
+            for lo in range(0, len(samples), cfg.micro_train_batch_size):
+                micro = samples[lo : lo + cfg.micro_train_batch_size]
+                batch = self._batch(micro)
+                mask = batch["mask"]
+                kl = None
+                if self.reference is not None:
+                    ref_logp, _ = self._logprobs(self.reference, batch)
+                    kl = alg.kl_estimate(batch["old_logprobs"], ref_logp, cfg.kl_estimator)
+                values = self.critic(**self._inputs(batch)) if self.critic is not None else None
+                reward_kl = 0.0 if cfg.use_kl_loss else cfg.init_kl_coef
+                rewards = alg.token_rewards(shaped[lo : lo + len(micro)], kl, mask, reward_kl)
+                advantages, returns = alg.advantages_and_returns(rewards, mask, cfg.advantage_estimator,
+                                                                 values=values, gamma=cfg.gamma, lam=cfg.lambd)
+                for row in range(len(micro)):
+                    keep = mask[row]
+                    out["advantages"].append(advantages[row][keep])
+                    out["returns"].append(returns[row][keep])
+                    out["values"].append(values[row][keep] if values is not None else torch.zeros(int(keep.sum())))
+                    out["kl"].append(kl[row][keep] if kl is not None else torch.zeros(int(keep.sum())))
+        if alg.needs_whitening(cfg.advantage_estimator) and out["advantages"]:
+            flat = torch.cat(out["advantages"])
+            whitened = alg.whiten(flat[None], torch.ones_like(flat, dtype=torch.bool)[None])[0]
+            out["advantages"] = list(whitened.split([len(a) for a in out["advantages"]]))
+        return out
+
     def update(self, samples: list[Sample]) -> dict[str, float]:
-        """One training step on ``samples``: advantages, then ``max_epochs`` passes of micro-batched updates."""
+        """One training step on ``samples``: experience, then ``max_epochs`` passes of micro-batched updates."""
         cfg = self.config
         start = time.monotonic()
         rewards = torch.tensor([s.reward for s in samples])
         groups = torch.tensor([s.group for s in samples])
         shaped = alg.shape_rewards(rewards, groups, cfg.advantage_estimator)
         keep = list(range(len(samples)))
-        if cfg.skip_zero_advantage_groups and cfg.init_kl_coef == 0:
+        # Exact only where a zero shaped reward means a zero advantage: group estimators without
+        # whitening, no KL term, no critic.
+        if cfg.skip_zero_advantage_groups and cfg.init_kl_coef == 0 and cfg.advantage_estimator in (
+                "group_norm", "dr_grpo"):
             keep = [i for i in keep if shaped[i] != 0]
         metrics = {"rollout/zero_advantage_share": 1 - len(keep) / max(1, len(samples))}
-        losses, clips, kls, grad_norms = [], [], [], []
+        kept = [samples[i] for i in keep]
+        experience = self._experience(kept, shaped[keep])
+        losses, value_losses, clips, grad_norms = [], [], [], []
         self.model.train()
         for _ in range(cfg.max_epochs):
-            for lo in range(0, len(keep), cfg.train_batch_size):
-                chunk = keep[lo : lo + cfg.train_batch_size]
+            for lo in range(0, len(kept), cfg.train_batch_size):
+                chunk = list(range(lo, min(lo + cfg.train_batch_size, len(kept))))
                 self.optimizer.zero_grad(set_to_none=True)
+                if self.critic_optimizer is not None:
+                    self.critic_optimizer.zero_grad(set_to_none=True)
                 for mlo in range(0, len(chunk), cfg.micro_train_batch_size):
                     micro = chunk[mlo : mlo + cfg.micro_train_batch_size]
-                    loss, stats = self._micro_loss([samples[i] for i in micro], shaped[micro])
-                    (loss * len(micro) / len(chunk)).backward()
+                    part = {k: [v[i] for i in micro] for k, v in experience.items()}
+                    loss, value_loss, stats = self._micro_loss([kept[i] for i in micro], part)
+                    scale = len(micro) / len(chunk)
+                    (loss * scale).backward()
+                    if value_loss is not None:
+                        (value_loss * scale).backward()
+                        value_losses.append(value_loss.item())
                     losses.append(loss.item())
                     clips.append(stats["clip_fraction"])
-                    kls.append(stats.get("kl", 0.0))
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_norm)))
                 self.optimizer.step()
+                if self.critic_optimizer is not None:
+                    torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_norm)
+                    self.critic_optimizer.step()
         if grad_norms:  # the schedule advances with the steps that updated the policy
             self.scheduler.step()
         self.model.eval()
+        kl_tokens = torch.cat(experience["kl"]) if experience["kl"] else torch.zeros(0)
         metrics.update({"losses/policy": float(np.mean(losses)) if losses else 0.0,
                         "losses/clip_fraction": float(np.mean(clips)) if clips else 0.0,
-                        "losses/kl": float(np.mean(kls)) if kls else 0.0,
+                        "losses/kl": float(kl_tokens.mean()) if len(kl_tokens) else 0.0,
                         "losses/grad_norm": float(np.mean(grad_norms)) if grad_norms else 0.0,
                         "perf/update_seconds": time.monotonic() - start,
                         "losses/lr": self.scheduler.get_last_lr()[0]})
+        if value_losses:
+            metrics["losses/value"] = float(np.mean(value_losses))
         return metrics
 
-    def _micro_loss(self, samples: list[Sample], shaped: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    @staticmethod
+    def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw") if k in batch}
+
+    @staticmethod
+    def _place(rows: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """Per-sample 1-D response tensors laid out in the micro-batch's ``(batch, seq)`` mask."""
+        out = torch.zeros(mask.shape)
+        for row, values in enumerate(rows):
+            out[row, mask[row]] = values
+        return out
+
+    def _micro_loss(self, samples: list[Sample], experience: dict[str, list[torch.Tensor]]
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
         cfg = self.config
         batch = self._batch(samples)
         mask = batch["mask"]
         logp, logits = self._logprobs(self.model, batch)
-        kl = None
-        if self.reference is not None:
-            with torch.no_grad():
-                ref_logp, _ = self._logprobs(self.reference, batch)
-            kl = alg.kl_estimate(logp.detach(), ref_logp, cfg.kl_estimator)
-        reward_kl = 0.0 if cfg.use_kl_loss else cfg.init_kl_coef
-        token_rewards = alg.token_rewards(shaped, kl, mask, reward_kl)
-        advantages, _ = alg.advantages_and_returns(token_rewards, mask, cfg.advantage_estimator)
-        if alg.needs_whitening(cfg.advantage_estimator):
-            advantages = alg.whiten(advantages, mask)
+        advantages = self._place(experience["advantages"], mask)
         loss, stats = alg.policy_loss(logp, batch["old_logprobs"], advantages, mask, clip_eps=cfg.eps_clip,
                                       aggregation=cfg.loss_aggregation, max_len=cfg.generate_max_len)
-        if self.reference is not None:
-            stats["kl"] = float(alg.masked_mean(kl, mask))
-            if cfg.use_kl_loss:
-                loss = loss + alg.kl_loss(logp, ref_logp, mask, cfg.kl_estimator, cfg.loss_aggregation,
-                                          kl_coef=cfg.init_kl_coef, max_len=cfg.generate_max_len)
+        if self.reference is not None and cfg.use_kl_loss:
+            with torch.no_grad():
+                ref_logp, _ = self._logprobs(self.reference, batch)
+            loss = loss + alg.kl_loss(logp, ref_logp, mask, cfg.kl_estimator, cfg.loss_aggregation,
+                                      kl_coef=cfg.init_kl_coef, max_len=cfg.generate_max_len)
         if cfg.entropy_coef:
             loss = loss - cfg.entropy_coef * alg.entropy(logits, mask, cfg.loss_aggregation, cfg.generate_max_len)
-        return loss, stats
+        value_loss = None
+        if self.critic is not None:
+            values = self.critic(**self._inputs(batch))
+            value_loss, _ = alg.value_loss(values, self._place(experience["values"], mask),
+                                           self._place(experience["returns"], mask), mask, clip=cfg.value_clip,
+                                           aggregation=cfg.loss_aggregation, max_len=cfg.generate_max_len)
+        return loss, value_loss, stats
+
+    def extra_state(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the policy, optimizer and scheduler: the critic and its optimizer."""
+        if self.critic is None:
+            return {}
+        return {"critic": self.critic, "critic_optimizer": self.critic_optimizer}
 
     def state_dict(self) -> dict[str, Any]:
         """The current policy weights, for runners that hold their own copy."""
