@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,50 @@ def row_split(row: dict, where: str) -> str | None:
     if value not in _SPLIT_ALIASES:
         raise DatasetError(f"{where}: split {row['split']!r} is not one of {sorted(_SPLIT_ALIASES)}")
     return _SPLIT_ALIASES[value]
+
+
+def rows_for_split(records: list[tuple[str, dict]], split: str, source: str,
+                   task_row: Callable[[dict, str], dict[str, Any]], hash_split: bool = False) -> list[dict[str, Any]]:
+    """``task_row(record, where)`` of each record that belongs to ``split``; a DatasetError if none does.
+
+    When records carry ``split`` every one must, and only ``split``'s are kept; otherwise, with ``hash_split``,
+    a row's split is the hash split of its ``problem`` text, else the dataset is used whole. ``source``
+    names the dataset in the error.
+    """
+    rows, splits = [], []
+    for where, record in records:
+        rows.append(task_row(record, where))
+        splits.append(row_split(record, where))
+    if any(s is not None for s in splits):
+        if any(s is None for s in splits):
+            missing = next(where for (where, _), s in zip(records, splits) if s is None)
+            raise DatasetError(f"{missing}: no 'split' field, but other records of this dataset have one")
+        rows = [row for row, s in zip(rows, splits) if s == split]
+    elif hash_split:
+        rows = [row for row in rows if split_of_text(row["problem"]) == split]
+    if not rows:
+        raise DatasetError(f"dataset {source} has no records for split {split!r}")
+    return rows
+
+
+def plain_problem(row: dict, where: str) -> str:
+    """The problem text of a plain (not message-format) row: its ``problem`` or ``question`` string."""
+    problem = row.get("problem", row.get("question"))
+    if problem is None:
+        raise DatasetError(f"{where}: no 'problem' (or 'question', or LMM-R1 'message') field")
+    if not isinstance(problem, str):
+        raise DatasetError(f"{where}: 'problem' must be a string, got {type(problem).__name__}")
+    return problem
+
+
+def task_row(record: dict, where: str, problem: str, source: str, system_prompt: str | None,
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A task row ``{"id", "problem", "answer", **extra, "source"[, "system_prompt"]}`` of ``record``."""
+    row = {"id": str(record.get("id", where)), "problem": problem, "answer": gold_answer(record, where),
+           **(extra or {}), "source": source}
+    if system_prompt:
+        row["system_prompt"] = system_prompt
+    return row
 
 
 def gold_answer(row: dict, where: str) -> str:

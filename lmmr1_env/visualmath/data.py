@@ -17,7 +17,14 @@ from urllib.request import url2pathname
 
 from PIL import Image, UnidentifiedImageError
 
-from lmmr1_env.datasets import DatasetError, chat_of_row, gold_answer, read_records, row_split
+from lmmr1_env.datasets import (
+    DatasetError,
+    chat_of_row,
+    plain_problem,
+    read_records,
+    rows_for_split,
+    task_row,
+)
 from lmmr1_env.types import TaskRow
 
 _REMOTE_SCHEMES = ("http", "https", "ftp", "s3", "gs", "hf")
@@ -31,29 +38,14 @@ def load_rows(dataset: str | Path | Sequence[dict], split: str) -> list[TaskRow]
     records, path = read_records(dataset)
     base_dir = path.parent if path is not None else Path.cwd()
     source = str(path) if path is not None else "list"
-    rows, splits = [], []
-    for where, record in records:
-        rows.append(_task_row(record, where, source, base_dir))
-        splits.append(row_split(record, where))
-    if any(s is not None for s in splits):
-        if any(s is None for s in splits):
-            missing = next(where for (where, _), s in zip(records, splits) if s is None)
-            raise DatasetError(f"{missing}: no 'split' field, but other records of this dataset have one")
-        rows = [row for row, s in zip(rows, splits) if s == split]
-    if not rows:
-        raise DatasetError(f"dataset {source} has no records for split {split!r}")
-    return rows
+    return rows_for_split(records, split, source, lambda record, where: _task_row(record, where, source, base_dir))
 
 
 def _task_row(record: dict, where: str, source: str, base_dir: Path) -> TaskRow:
     chat = chat_of_row(record, where)
     system_prompt = None
     if chat is None:
-        problem = record.get("problem", record.get("question"))
-        if problem is None:
-            raise DatasetError(f"{where}: no 'problem' (or 'question', or LMM-R1 'message') field")
-        if not isinstance(problem, str):
-            raise DatasetError(f"{where}: 'problem' must be a string, got {type(problem).__name__}")
+        problem = plain_problem(record, where)
         refs = record.get("image", record.get("images"))
         if refs is None:
             raise DatasetError(f"{where}: no 'image' field; use LMMR1/TextMath-v0 for text-only rows")
@@ -69,11 +61,8 @@ def _task_row(record: dict, where: str, source: str, base_dir: Path) -> TaskRow:
     if not problem.strip():
         raise DatasetError(f"{where}: the problem text is empty")
     image_file = resolve_image(refs[0], base_dir, where)
-    row: TaskRow = {"id": str(record.get("id", where)), "problem": problem, "answer": gold_answer(record, where),
-                    "image_file": str(image_file), "image_ref": refs[0], "where": where, "source": source}
-    if system_prompt:
-        row["system_prompt"] = system_prompt
-    return row
+    return task_row(record, where, problem, source, system_prompt,
+                    {"image_file": str(image_file), "image_ref": refs[0], "where": where})
 
 
 def _part_ref(part: dict, where: str) -> Any:

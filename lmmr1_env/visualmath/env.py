@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from lmmr1_env.core import LMMEnv, letterbox
-from lmmr1_env.datasets import split_of_text
-from lmmr1_env.rewards import DEFAULT_VERIFY_TIMEOUT, REWARD_MODES, score_math
-from lmmr1_env.textmath.env import DEMONSTRATIONS, SYSTEM_PROMPTS
-from lmmr1_env.types import Observation, TaskRow
+from lmmr1_env.core import letterbox
+from lmmr1_env.mathenv import MathEnv, draw_task
+from lmmr1_env.rewards import DEFAULT_VERIFY_TIMEOUT
+from lmmr1_env.types import TaskRow
 from lmmr1_env.visualmath.data import load_rows, open_image
 from lmmr1_env.visualmath.drawing import WHITE
 from lmmr1_env.visualmath.generators import DEFAULT_IMAGE_SIZE, DIFFICULTIES, FAMILIES
-
-_SPLIT_STREAM = {"train": 0, "test": 1}
-_MAX_SPLIT_TRIES = 1000
 
 
 def split_key(family: str, spec: TaskRow) -> str:
@@ -33,15 +28,11 @@ def generate_task(split: str, seed: int, families: Sequence[str], difficulties: 
     Same arguments, same row, in any process. A problem belongs to the split its :func:`split_key` hashes
     to, so no test problem is ever a training problem; the figure is drawn only for the accepted one.
     """
-    for attempt in range(_MAX_SPLIT_TRIES):
-        rng = np.random.default_rng([seed, attempt, _SPLIT_STREAM[split]])
-        family = families[int(rng.integers(len(families)))]
-        difficulty = int(difficulties[int(rng.integers(len(difficulties)))])
-        spec = FAMILIES[family].draw(rng, difficulty)
-        if split_of_text(split_key(family, spec)) == split:
-            return {"id": f"{family}/d{difficulty}/{split}/{seed}", **spec, "family": family,
-                    "difficulty": difficulty, "source": "procedural"}
-    raise RuntimeError(f"no {split} problem found for seed {seed} in {_MAX_SPLIT_TRIES} tries")
+    return draw_task(split, seed, families, difficulties, _draw, split_key)
+
+
+def _draw(family: str, rng: np.random.Generator, difficulty: int) -> TaskRow:
+    return FAMILIES[family].draw(rng, difficulty)
 
 
 def render_task(task: TaskRow, image_size: tuple[int, int]) -> np.ndarray:
@@ -57,7 +48,7 @@ def render_task(task: TaskRow, image_size: tuple[int, int]) -> np.ndarray:
     return letterbox(image, image_size, fill=WHITE)
 
 
-class VisualMathEnv(LMMEnv):
+class VisualMathEnv(MathEnv):
     """Multimodal math problems (a figure and a question) scored by LMM-R1's rule: 0.5 × format + 1.0 × accuracy.
 
     ## Description
@@ -110,67 +101,31 @@ class VisualMathEnv(LMMEnv):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
+    kind = "VisualMath"
+    family_names = FAMILIES
+    difficulty_levels = DIFFICULTIES
 
     def __init__(self, split: str = "train", dataset: str | Path | Sequence[dict] | None = None,
                  families: Sequence[str] | None = None, difficulty: int | Sequence[int] = 2,
                  image_size: int | tuple[int, int] = DEFAULT_IMAGE_SIZE, reward_mode: str = "answer",
                  verify_timeout: float = DEFAULT_VERIFY_TIMEOUT, render_mode: str | None = None):
-        super().__init__(image_size=image_size, split=split, render_mode=render_mode)
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
-        if not verify_timeout > 0:
-            raise ValueError(f"verify_timeout must be positive seconds, got {verify_timeout!r}")
-        self.families = tuple(families) if families is not None else tuple(FAMILIES)
-        unknown = [f for f in self.families if f not in FAMILIES]
-        if unknown or not self.families:
-            raise ValueError(f"unknown VisualMath families {unknown}; choose from {sorted(FAMILIES)}")
-        self.difficulties = (difficulty,) if isinstance(difficulty, (int, np.integer)) else tuple(difficulty)
-        if not self.difficulties or any(d not in DIFFICULTIES for d in self.difficulties):
-            raise ValueError(f"difficulty must be in {DIFFICULTIES} (or a list of them), got {difficulty!r}")
-        self.rows = load_rows(dataset, split) if dataset is not None else None
-        self.reward_mode = reward_mode
-        self.verify_timeout = float(verify_timeout)
-        self.system_prompt = SYSTEM_PROMPTS[reward_mode]
-        self.demonstration = [dict(m) for m in DEMONSTRATIONS[reward_mode]]
-        self.task: TaskRow | None = None
+        super().__init__(split=split, dataset=dataset, families=families, difficulty=difficulty,
+                         reward_mode=reward_mode, verify_timeout=verify_timeout, render_mode=render_mode,
+                         image_size=image_size)
         self._image: np.ndarray | None = None
 
-    def task_for_seed(self, seed: int) -> TaskRow:
-        """The task ``reset(seed=seed)`` plays: dataset row ``seed mod N``, or the procedural problem."""
-        if self.rows is not None:
-            return self.rows[seed % len(self.rows)]
+    def load_dataset(self, dataset: str | Path | Sequence[dict], split: str) -> list[TaskRow]:
+        """VisualMath rows of ``dataset`` for ``split`` (:func:`~lmmr1_env.visualmath.data.load_rows`)."""
+        return load_rows(dataset, split)
+
+    def procedural_task(self, seed: int) -> TaskRow:
+        """The procedural VisualMath problem for ``seed`` (:func:`generate_task`), without pixels."""
         return generate_task(self.split, seed, self.families, self.difficulties)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Observation, dict]:
-        """Start an episode; ``options={"task": row}`` replays a logged task row (``info["task"]``) instead."""
-        super().reset(seed=seed)
-        if options and "task" in options:
-            task = dict(options["task"])
-        else:
-            index = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
-            task = self.task_for_seed(index)
+    def _show(self, task: TaskRow) -> np.ndarray:
         assert self.image_size is not None
         self._image = render_task(task, self.image_size)
-        self.task = task
-        self._needs_reset = False
-        info = {"system_prompt": task.get("system_prompt", self.system_prompt), "answer": task["answer"],
-                "task": dict(task), "split": self.split}
-        return self._observation(task["problem"], self._image), info
-
-    def step(self, action: str) -> tuple[Observation, float, bool, bool, dict]:
-        """Score the response against the gold answer; the episode ends."""
-        self._check_action(action)
-        assert self.task is not None
-        score = score_math(action, self.task["answer"], mode=self.reward_mode, timeout=self.verify_timeout)
-        self._needs_reset = True
-        info: dict[str, Any] = {"reward_terms": dict(score.terms), "answer": self.task["answer"],
-                                "prediction": score.prediction, "task_id": self.task.get("id"),
-                                "verify_timed_out": score.timed_out, "success": score.terms["accuracy"] > 0}
-        if score.parse_error:
-            info["parse_error"] = score.parse_error
-        if not score.gold_parsed:
-            info["gold_unparsed"] = True
-        return self._observation(""), score.reward, True, False, info
+        return self._image
 
     def render(self) -> np.ndarray | None:
         """The current problem's image (``(H, W, 3)`` uint8) in ``"rgb_array"`` mode; None otherwise."""
