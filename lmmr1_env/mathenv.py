@@ -67,8 +67,8 @@ class MathEnv(LMMEnv):
     """A single-turn math env: reset shows one problem, step scores one response with :func:`score_math`.
 
     Subclasses name their procedural families (:attr:`family_names`, :attr:`difficulty_levels`,
-    :attr:`kind` for messages) and implement :meth:`load_dataset` and :meth:`procedural_task`; a multimodal
-    one also overrides :meth:`_show` to draw the task's image.
+    :attr:`kind` for messages) and their two task sources (:attr:`rows_loader`, :attr:`task_generator`); a
+    multimodal one also overrides :meth:`_show` to draw the task's image.
     """
 
     #: The env's name in error messages ("TextMath", "VisualMath").
@@ -77,6 +77,10 @@ class MathEnv(LMMEnv):
     family_names: Mapping[str, Any] = {}
     #: The difficulties ``difficulty`` may name.
     difficulty_levels: Sequence[int] = ()
+    #: ``(dataset, split) -> rows``: the subclass's dataset loader (a staticmethod).
+    rows_loader: Callable[..., list[TaskRow]]
+    #: ``(split, seed, families, difficulties) -> row``: the subclass's procedural generator (a staticmethod).
+    task_generator: Callable[..., TaskRow]
 
     def __init__(self, *, split: str, dataset: str | Path | Sequence[dict] | None, families: Sequence[str] | None,
                  difficulty: int | Sequence[int], reward_mode: str, verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
@@ -93,26 +97,18 @@ class MathEnv(LMMEnv):
         self.difficulties = (difficulty,) if isinstance(difficulty, (int, np.integer)) else tuple(difficulty)
         if not self.difficulties or any(d not in self.difficulty_levels for d in self.difficulties):
             raise ValueError(f"difficulty must be in {self.difficulty_levels} (or a list of them), got {difficulty!r}")
-        self.rows = self.load_dataset(dataset, split) if dataset is not None else None
+        self.rows = type(self).rows_loader(dataset, split) if dataset is not None else None
         self.reward_mode = reward_mode
         self.verify_timeout = float(verify_timeout)
         self.system_prompt = SYSTEM_PROMPTS[reward_mode]
         self.demonstration = [dict(m) for m in DEMONSTRATIONS[reward_mode]]
         self.task: TaskRow | None = None
 
-    def load_dataset(self, dataset: str | Path | Sequence[dict], split: str) -> list[TaskRow]:
-        """The dataset's task rows for ``split``."""
-        raise NotImplementedError
-
-    def procedural_task(self, seed: int) -> TaskRow:
-        """The procedural problem for ``seed`` from this env's split, families and difficulties."""
-        raise NotImplementedError
-
     def task_for_seed(self, seed: int) -> TaskRow:
         """The task ``reset(seed=seed)`` plays: dataset row ``seed mod N``, or the procedural problem."""
         if self.rows is not None:
             return self.rows[seed % len(self.rows)]
-        return self.procedural_task(seed)
+        return type(self).task_generator(self.split, seed, self.families, self.difficulties)
 
     def _show(self, task: TaskRow) -> np.ndarray | None:
         """The image shown with ``task`` (None: a text-only env); called before ``task`` becomes current."""

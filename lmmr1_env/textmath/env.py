@@ -81,10 +81,6 @@ class TextMathEnv(MathEnv):
         super().__init__(split=split, dataset=dataset, families=families, difficulty=difficulty,
                          reward_mode=reward_mode, verify_timeout=verify_timeout, render_mode=render_mode)
 
-    def load_dataset(self, dataset: str | Path | Sequence[dict], split: str) -> list[TaskRow]:
-        """TextMath rows of ``dataset`` for ``split`` (:func:`~lmmr1_env.textmath.data.load_rows`)."""
-        return load_rows(dataset, split)
+    rows_loader = staticmethod(load_rows)
+    task_generator = staticmethod(generate_task)
 
-    def procedural_task(self, seed: int) -> TaskRow:
-        """The procedural TextMath problem for ``seed`` (:func:`generate_task`)."""
-        return generate_task(self.split, seed, self.families, self.difficulties)

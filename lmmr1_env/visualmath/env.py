@@ -114,13 +114,8 @@ class VisualMathEnv(MathEnv):
                          image_size=image_size)
         self._image: np.ndarray | None = None
 
-    def load_dataset(self, dataset: str | Path | Sequence[dict], split: str) -> list[TaskRow]:
-        """VisualMath rows of ``dataset`` for ``split`` (:func:`~lmmr1_env.visualmath.data.load_rows`)."""
-        return load_rows(dataset, split)
-
-    def procedural_task(self, seed: int) -> TaskRow:
-        """The procedural VisualMath problem for ``seed`` (:func:`generate_task`), without pixels."""
-        return generate_task(self.split, seed, self.families, self.difficulties)
+    rows_loader = staticmethod(load_rows)
+    task_generator = staticmethod(generate_task)
 
     def _show(self, task: TaskRow) -> np.ndarray:
         assert self.image_size is not None
