@@ -44,7 +44,7 @@ def make(cls_name, seed):
 if job["task"] == "speed":
     env = make("SokobanEnv_Small0", 0)
     for mode in ("rgb_array", "raw"):
-        if mode == "raw":  # gym-sokoban 0.0.6 renders in every step: replace render() with a no-op to time the rules alone
+        if mode == "raw":  # gym-sokoban 0.0.6 renders in every step: a no-op render() times the rules alone
             env.render = lambda *args, **kwargs: None
         n, start = 0, time.perf_counter()
         while time.perf_counter() - start < job["seconds"]:
@@ -171,7 +171,7 @@ def main() -> None:
         theirs = peer[mode] if peer else float("nan")
         print(f"{label:28s} {ours[mode]:10.0f} {theirs:12.0f} {ours[mode] / theirs:6.1f}x")
     print("  (lmmr1 with rendering: full env.step in step mode, 224x224 frame; without: rules + reward only."
-          "\n   gym-sokoban: step() with its rgb_array frame (native 16 px/cell), or with render() replaced by a no-op.)")
+          "\n   gym-sokoban: step() with its rgb_array frame (native 16 px/cell), or with a no-op render().)")
 
     print(f"\n{'preset':10s} {'generate ms':>12s} {'peer ms':>9s} {'ratio':>7s} {'solve ms mean/max':>18s} "
           f"{'states mean':>12s} {'moves mean/max':>15s}")
