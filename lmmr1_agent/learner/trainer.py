@@ -200,10 +200,20 @@ class Learner:
         return batch
 
     def _logprobs(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(**self._inputs(batch)).logits[:, :-1].float() / self.config.temperature
+        """Log-probs ``(batch, seq - 1)`` of the taken tokens, and the logits from the first response position on.
+
+        Only positions from the earliest response token on get logits (``logits_to_keep``): the prompt's
+        full-vocabulary logits were most of the backward's memory.
+        """
+        mask = batch["mask"]
+        start = int(mask.any(dim=0).nonzero()[0]) if mask.any() else mask.shape[1]
+        keep = mask.shape[1] + 1 - start  # sequence positions start .. width - 1
+        logits = model(**self._inputs(batch), logits_to_keep=keep).logits[:, :-1].float() / self.config.temperature
         logp = torch.log_softmax(logits, dim=-1)
-        taken = logp.gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
-        return taken, logits
+        taken = logp.gather(-1, batch["input_ids"][:, start + 1 :, None]).squeeze(-1)
+        full = torch.zeros(mask.shape, dtype=taken.dtype)
+        full = torch.cat([full[:, :start], taken], dim=1)
+        return full, logits
 
     def _experience(self, samples: list[Sample], shaped: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """OpenRLHF's "make experience": reference log-probs, values, token rewards, advantages and returns.
@@ -321,7 +331,8 @@ class Learner:
             loss = loss + alg.kl_loss(logp, ref_logp, mask, cfg.kl_estimator, cfg.loss_aggregation,
                                       kl_coef=cfg.init_kl_coef, max_len=cfg.generate_max_len)
         if cfg.entropy_coef:
-            loss = loss - cfg.entropy_coef * alg.entropy(logits, mask, cfg.loss_aggregation, cfg.generate_max_len)
+            response = mask[:, mask.shape[1] - logits.shape[1] :]  # the logits start at the first response position
+            loss = loss - cfg.entropy_coef * alg.entropy(logits, response, cfg.loss_aggregation, cfg.generate_max_len)
         value_loss = None
         if self.critic is not None:
             values = self.critic(**self._inputs(batch))
