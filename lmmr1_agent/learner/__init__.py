@@ -1,4 +1,5 @@
-"""The learner: estimators and losses as pure functions (`algorithms`), after LMM-R1's OpenRLHF fork."""
+"""The learner, after LMM-R1's OpenRLHF fork: estimators and losses as pure functions (`algorithms`), the stage
+config (`config`), the env-runner and learner halves (`trainer`), atomic checkpoints (`checkpoint`), plots."""
 
 from lmmr1_agent.learner.algorithms import (
     AGGREGATIONS,

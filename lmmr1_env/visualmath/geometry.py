@@ -247,6 +247,14 @@ def draw_polygons(rng: np.random.Generator, difficulty: int) -> TaskRow:
             "answer": latex_number(Fraction(value)), "params": params}
 
 
+def _height(canvas, pts, label: str) -> None:
+    """The dashed height from the top-left corner ``pts[3]`` down to the base, with its right-angle mark."""
+    foot = (pts[3][0], pts[0][1])
+    canvas.dashed(pts[3], foot)
+    right_angle_mark(canvas, foot, pts[1], pts[3], size=10)
+    canvas.text(foot[0] + 10, (foot[1] + pts[3][1]) / 2, label, LABEL, anchor="lm")
+
+
 def _label_sides(canvas: Canvas, pts: list[Point], labels: dict[int, str]) -> None:
     cx = sum(p[0] for p in pts) / len(pts)
     cy = sum(p[1] for p in pts) / len(pts)
@@ -280,19 +288,13 @@ def render_polygons(params: dict, canvas: Canvas) -> None:
         left = (bottom - top) / 2 - shift
         pts = _fit([(0, 0), (bottom, 0), (left + top, h), (left, h)])
         canvas.polygon(pts, fill=SHADE)
-        foot = (pts[3][0], pts[0][1])
-        canvas.dashed(pts[3], foot)
-        right_angle_mark(canvas, foot, pts[1], pts[3], size=10)
-        canvas.text(foot[0] + 10, (foot[1] + pts[3][1]) / 2, cm(h), LABEL, anchor="lm")
+        _height(canvas, pts, cm(h))
         _label_sides(canvas, pts, {0: cm(bottom), 2: cm(top)})
     elif kind == "parallelogram":
         base, h, off = params["base"], params["h"], params["off"]
         pts = _fit([(0, 0), (base, 0), (base + off, h), (off, h)])
         canvas.polygon(pts, fill=SHADE)
-        foot = (pts[3][0], pts[0][1])
-        canvas.dashed(pts[3], foot)
-        right_angle_mark(canvas, foot, pts[1], pts[3], size=10)
-        canvas.text(foot[0] + 10, (foot[1] + pts[3][1]) / 2, cm(h), LABEL, anchor="lm")
+        _height(canvas, pts, cm(h))
         _label_sides(canvas, pts, {0: cm(base), 1: cm(params["s"])})
     elif kind == "l_shape":
         big_w, big_h, cut_w, cut_h = params["W"], params["H"], params["cw"], params["ch"]
