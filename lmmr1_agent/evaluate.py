@@ -121,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=["train", "test"], default="test",
                         help="split for envs whose kwargs do not set one (default: test)")
     parser.add_argument("--batch-size", type=int, default=8, help="episodes played side by side (default: 8)")
-    parser.add_argument("--history", choices=HISTORY_MODES, default="full",
-                        help="multi-turn prompts: the whole episode or the latest observation (default: full)")
+    parser.add_argument("--history", choices=HISTORY_MODES, default="auto",
+                        help="multi-turn prompts: the whole episode (full), the latest observation (last), or what "
+                             "the env asks for (auto, the default: last for Football, full elsewhere)")
     parser.add_argument("--demonstration", action=argparse.BooleanOptionalAction, default=None,
                         help="send the env's solved example exchange first (default: the agent's choice)")
     parser.add_argument("--output", type=Path, default=Path("runs/eval"),

@@ -17,7 +17,9 @@ from lmmr1_agent.agents.base import Agent, Response
 from lmmr1_env.chat import assemble, user_message
 from lmmr1_env.types import Message
 
-HISTORY_MODES = ("full", "last")
+#: ``full``: the episode is one growing token sequence; ``last``: each turn a fresh prompt with the latest
+#: observation; ``auto``: what the env's ``metadata["history"]`` asks for (``full`` where it says nothing).
+HISTORY_MODES = ("auto", "full", "last")
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Episode:
     success: bool | None = None
     truncated: bool = False
     final_info: dict[str, Any] = field(default_factory=dict)
+    #: How the turns were prompted: ``full`` (one growing token sequence) or ``last`` (a fresh prompt each turn).
+    history: str = "full"
 
     @property
     def total_return(self) -> float:
@@ -68,19 +72,29 @@ class Episode:
 def conversation(system_prompt: str, user_messages: Sequence[Message], responses: Sequence[str],
                  demonstration: Sequence[Message] | None, history: str) -> list[Message]:
     """The prompt for the next response: the whole episode (``full``) or the latest observation (``last``)."""
+    if history not in ("full", "last"):
+        raise ValueError(f"history must be 'full' or 'last' here, got {history!r}")
     if history == "full":
         return assemble(system_prompt, user_messages, responses, demonstration)
     if history == "last":
         return assemble(system_prompt, user_messages[-1:], (), demonstration)
-    raise ValueError(f"history must be one of {HISTORY_MODES}, got {history!r}")
+
+
+def resolve_history(history: str, env: gym.Env) -> str:
+    """``auto`` → the env's preferred mode (``metadata["history"]``, default ``full``); others unchanged."""
+    if history not in HISTORY_MODES:
+        raise ValueError(f"history must be one of {HISTORY_MODES}, got {history!r}")
+    return env.metadata.get("history", "full") if history == "auto" else history
 
 
 def play_episodes(make_env: Callable[[], gym.Env], agent: Agent, seeds: Sequence[int], *, env_id: str = "",
-                  batch_size: int = 8, history: str = "full", demonstration: bool | None = None,
+                  batch_size: int = 8, history: str = "auto", demonstration: bool | None = None,
                   max_turns: int = 1000) -> Iterator[Episode]:
     """Play one episode per seed, ``batch_size`` at a time, asking ``agent`` for each batch of turns.
 
     ``demonstration`` (default: the agent's preference) sends the env's solved example exchange first.
+    With ``full`` history a token-level agent continues each episode's own token sequence
+    (:meth:`Agent.act_continuing`): earlier responses are never re-tokenised.
     Episodes are yielded as their batch finishes, in seed order.
     """
     if history not in HISTORY_MODES:
@@ -101,11 +115,13 @@ def play_episodes(make_env: Callable[[], gym.Env], agent: Agent, seeds: Sequence
 def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str, history: str, send_demo: bool,
                 max_turns: int) -> list[Episode]:
     # Only the latest observation is kept per episode; the chat keeps each turn's message (one PIL image each).
+    history = resolve_history(history, envs[0])
     episodes, latest, users, responses, infos, demos = [], [], [], [], [], []
+    prefixes: list[list[int] | None] = [None] * len(envs)  # full history: the episode's tokens so far
     for env, seed in zip(envs, seeds):
         obs, info = env.reset(seed=seed)
         system_prompt = info.get("system_prompt", env.get_wrapper_attr("system_prompt"))
-        episodes.append(Episode(env_id=env_id, seed=seed, system_prompt=system_prompt))
+        episodes.append(Episode(env_id=env_id, seed=seed, system_prompt=system_prompt, history=history))
         latest.append(obs)
         users.append([user_message(obs)])
         responses.append([])
@@ -117,7 +133,11 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
             break
         prompts = [conversation(episodes[i].system_prompt, users[i], responses[i], demos[i], history)
                    for i in active]
-        replies: list[Response] = agent.act(prompts, [infos[i] for i in active])
+        if history == "full" and any(prefixes[i] is not None for i in active):
+            replies: list[Response] = agent.act_continuing(prompts, [infos[i] for i in active],
+                                                           [prefixes[i] for i in active])
+        else:
+            replies = agent.act(prompts, [infos[i] for i in active])
         if len(replies) != len(active):
             raise RuntimeError(f"{type(agent).__name__}.act returned {len(replies)} responses "
                                f"for {len(active)} prompts")
@@ -134,6 +154,8 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
             for name, value in info.get("reward_terms", {}).items():
                 episode.reward_terms[name] = episode.reward_terms.get(name, 0.0) + float(value)
             responses[i].append(reply.text)
+            if reply.prompt_token_ids is not None and reply.token_ids is not None:
+                prefixes[i] = list(reply.prompt_token_ids) + list(reply.token_ids)
             latest[i] = obs
             users[i].append(user_message(obs))
             infos[i] = info

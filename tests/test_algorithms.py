@@ -178,6 +178,20 @@ def test_reinforce_discounted_returns_and_forced_gamma():
         close(advantages_and_returns(rewards, mask, estimator, gamma=0.5)[0], [[0.0, 3.0, 2.0, 2.0]])
 
 
+def test_multi_turn_gaps_are_skipped_not_stepped_through():
+    # A full-history sequence: response tokens a, b | two env tokens (mask 0, garbage values 9) | response token c.
+    # GAE, γ = 0.5, λ = 1, R = [0, 0, 1] at a, b, c and V = [0.5, 0.6, 0.8]: the env tokens are skipped, so
+    # A_c = 1 - 0.8 = 0.2; δ_b = 0 + 0.5·0.8 - 0.6 = -0.2, A_b = -0.2 + 0.5·0.2 = -0.1;
+    # δ_a = 0.5·0.6 - 0.5 = -0.2, A_a = -0.2 + 0.5·(-0.1) = -0.25; G = A + V = [0.25, 0.5, 1.0].
+    mask = t([1, 1, 0, 0, 1])
+    rewards, values = t([0, 0, 0, 0, 1]), t([0.5, 0.6, 9.0, 9.0, 0.8])
+    adv, ret = advantages_and_returns(rewards, mask, "gae", values=values, gamma=0.5, lam=1.0)
+    close(adv, [[-0.25, -0.1, 0.0, 0.0, 0.2]])
+    close(ret, [[0.25, 0.5, 0.0, 0.0, 1.0]])
+    # REINFORCE, γ = 0.5: discounted per response token, G = [0.25, 0.5, 1]; the gap costs no discount.
+    close(advantages_and_returns(rewards, mask, "reinforce", gamma=0.5)[1], [[0.25, 0.5, 0.0, 0.0, 1.0]])
+
+
 def test_whitening_over_valid_tokens_only():
     # Valid [1, 2, 3, 4] (the 100 is padding): μ = 2.5, σ² = (2.25 + 0.25 + 0.25 + 2.25)/4 = 1.25,
     # (x - 2.5)/sqrt(1.25) = [-1.341641, -0.447214, 0.447214, 1.341641]; padding -> 0.

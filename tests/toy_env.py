@@ -28,3 +28,30 @@ class DigitsEnv(LMMEnv):
 
 if "Toy/Digits-v0" not in gym.registry:
     gym.register(id="Toy/Digits-v0", entry_point="tests.toy_env:DigitsEnv")
+
+
+class CountdownEnv(LMMEnv):
+    """Multi-turn: three turns, each rewarded with the share of digits in the response (for history tests)."""
+
+    system_prompt = "Answer every turn with digits only."
+    demonstration = None
+    metadata = {"render_modes": []}
+    turns = 3
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._needs_reset, self._left = False, self.turns
+        return self._observation(f"Turn 1 of {self.turns}. ({seed})"), {"system_prompt": self.system_prompt}
+
+    def step(self, action):
+        self._check_action(action)
+        self._left -= 1
+        share = sum(c.isdigit() for c in action) / len(action) if action else 0.0
+        done = self._left == 0
+        self._needs_reset = done
+        text = "" if done else f"Turn {self.turns - self._left + 1} of {self.turns}."
+        return self._observation(text), share, done, False, {"reward_terms": {"digits": share}}
+
+
+if "Toy/Countdown-v0" not in gym.registry:
+    gym.register(id="Toy/Countdown-v0", entry_point="tests.toy_env:CountdownEnv")

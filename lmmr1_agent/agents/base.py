@@ -39,5 +39,14 @@ class Agent(ABC):
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
         """One response per conversation, in order."""
 
+    def act_continuing(self, conversations: Sequence[list[Message]], infos: Sequence[dict],
+                       prefix_ids: Sequence[list[int] | None]) -> list[Response]:
+        """Like :meth:`act`, where conversation ``i`` continues the token sequence ``prefix_ids[i]`` (or starts
+        afresh where it is None): its earlier turns are those tokens exactly as generated, never re-tokenised.
+
+        The rollout calls this for ``history="full"``. Agents that work on text ignore the prefix.
+        """
+        return self.act(conversations, infos)
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for agents that hold nothing
         """Release whatever the agent holds (processes, connections)."""

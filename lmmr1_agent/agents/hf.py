@@ -37,25 +37,77 @@ def _as_pil(image: Any) -> Image.Image:
 
 
 class TextAdapter:
-    """Chat causal LMs: the tokenizer's chat template over string contents. Images are an error."""
+    """Chat causal LMs: the tokenizer's chat template over string contents. Images are an error.
+
+    ``prepare`` gives left-padded model inputs. A conversation with a prefix (the token ids of its earlier turns,
+    exactly as generated) is encoded as that prefix plus only what follows it: the template's close of the last
+    response and the newest user message (``history="full"`` as one growing token sequence).
+    """
 
     def __init__(self, model_name: str, tokenizer):
         self.model_name = model_name
         self.tokenizer = tokenizer
         if tokenizer.chat_template is None:
             raise ValueError(f"{model_name} has no chat template: lmmr1 agents need a chat (instruct) model")
+        self._closing: str | None = None
 
-    def prompt_text(self, conversation: Sequence[Message]) -> str:
+    def render(self, conversation: Sequence[Message], add_generation_prompt: bool) -> str:
         if _has_images(conversation):
             raise ValueError(f"{self.model_name} is a text-only model but this environment sends images; use an "
                              "image-text-to-text model (e.g. Qwen/Qwen2.5-VL-3B-Instruct, or --agent embedded-vl)")
         flat = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else
                  "".join(p.get("text", "") for p in m["content"])} for m in conversation]
-        return self.tokenizer.apply_chat_template(flat, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer.apply_chat_template(flat, add_generation_prompt=add_generation_prompt, tokenize=False)
 
-    def prepare(self, conversations: Sequence[Sequence[Message]]) -> dict[str, torch.Tensor]:
-        texts = [self.prompt_text(c) for c in conversations]
-        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    def prompt_text(self, conversation: Sequence[Message]) -> str:
+        return self.render(conversation, add_generation_prompt=True)
+
+    def response_closing(self) -> str:
+        """What the chat template writes after an assistant message's content (ChatML: ``<|im_end|>\\n``)."""
+        if self._closing is None:
+            probe = "\x00lmmr1-probe\x00"
+            text = self.render([{"role": "user", "content": "x"}, {"role": "assistant", "content": probe}], False)
+            self._closing = text[text.index(probe) + len(probe):]
+        return self._closing
+
+    def continuation_text(self, conversation: Sequence[Message], prefix: Sequence[int]) -> str:
+        """The text that follows ``prefix`` (the previous turn's prompt and response tokens): the rest of the
+        template's close of that response, the newest user message and the generation prompt."""
+        if len(conversation) < 2 or conversation[-1]["role"] != "user" or conversation[-2]["role"] != "assistant":
+            raise ValueError("a continued conversation must end with an assistant response and then a user message")
+        before = self.render(conversation[:-1], add_generation_prompt=False)
+        full = self.render(conversation, add_generation_prompt=True)
+        if not full.startswith(before):
+            raise ValueError(f"{self.model_name}'s chat template rewrites earlier turns when one is added, so an "
+                             "episode cannot be one growing token sequence: use history 'last'")
+        closing = self.response_closing()
+        last = self.tokenizer.convert_ids_to_tokens(int(prefix[-1]))
+        if int(prefix[-1]) in self.tokenizer.all_special_ids and closing.startswith(last):
+            closing = closing[len(last):]  # the response ended with the template's own end token (EOS)
+        return closing + full[len(before):]
+
+    def texts(self, conversations: Sequence[Sequence[Message]],
+              prefixes: Sequence[Sequence[int] | None]) -> list[str]:
+        return [self.prompt_text(c) if p is None else self.continuation_text(c, p)
+                for c, p in zip(conversations, prefixes)]
+
+    def prepare(self, conversations: Sequence[Sequence[Message]],
+                prefix_ids: Sequence[Sequence[int] | None] | None = None) -> dict[str, torch.Tensor]:
+        prefixes = list(prefix_ids) if prefix_ids is not None else [None] * len(conversations)
+        return self.tokenize(self.texts(conversations, prefixes), prefixes)
+
+    def tokenize(self, texts: Sequence[str], prefixes: Sequence[Sequence[int] | None]) -> dict[str, torch.Tensor]:
+        """Each prefix followed by its text's tokens, left-padded to one ``(batch, seq)`` tensor."""
+        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        rows = [list(p or []) + list(ids) for p, ids in zip(prefixes, encoded)]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            if row:
+                ids[i, width - len(row):] = torch.tensor(row)
+                attention[i, width - len(row):] = 1
+        return {"input_ids": ids, "attention_mask": attention}
 
 
 class QwenVLAdapter(TextAdapter):
@@ -72,30 +124,31 @@ class QwenVLAdapter(TextAdapter):
             temporal_patch_size=vision.temporal_patch_size, merge_size=vision.spatial_merge_size)
         self.image_token = tokenizer.convert_ids_to_tokens(config.image_token_id)
 
-    def prompt_text(self, conversation: Sequence[Message]) -> str:
-        return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=True, tokenize=False)
+    def render(self, conversation: Sequence[Message], add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=add_generation_prompt,
+                                                  tokenize=False)
 
-    def prepare(self, conversations: Sequence[Sequence[Message]]) -> dict[str, torch.Tensor]:
-        texts, images = [], []
-        for conversation in conversations:
-            texts.append(self.prompt_text(conversation))
-            images.extend(_as_pil(p["image"]) for m in conversation if isinstance(m["content"], list)
-                          for p in m["content"] if p.get("type") == "image")
-        extra: dict[str, torch.Tensor] = {}
-        if images:
-            processed = self.image_processor(images=images, return_tensors="pt")
-            extra = {"pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"]}
-            counts = iter((processed["image_grid_thw"].prod(dim=-1) // self.merge**2).tolist())
-            expanded = []
-            for text in texts:
-                pieces = text.split(self.image_token)
-                out = pieces[0]
-                for piece in pieces[1:]:
-                    out += self.image_token * next(counts) + piece
-                expanded.append(out)
-            texts = expanded
-        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        return {**inputs, **extra}
+    def prepare(self, conversations: Sequence[Sequence[Message]],
+                prefix_ids: Sequence[Sequence[int] | None] | None = None) -> dict[str, torch.Tensor]:
+        prefixes = list(prefix_ids) if prefix_ids is not None else [None] * len(conversations)
+        texts = self.texts(conversations, prefixes)
+        per_conversation = [[_as_pil(p["image"]) for m in c if isinstance(m["content"], list)
+                             for p in m["content"] if p.get("type") == "image"] for c in conversations]
+        images = [image for row in per_conversation for image in row]
+        if not images:
+            return self.tokenize(texts, prefixes)
+        # pixel_values hold every image of every conversation; a continuation's prefix already holds the image
+        # tokens of its earlier images, so only its newest images' markers are expanded here.
+        processed = self.image_processor(images=images, return_tensors="pt")
+        counts = (processed["image_grid_thw"].prod(dim=-1) // self.merge**2).tolist()
+        expanded, at = [], 0
+        for text, row in zip(texts, per_conversation):
+            mine, at = counts[at:at + len(row)], at + len(row)
+            pieces = text.split(self.image_token)
+            shown = mine[len(mine) - (len(pieces) - 1):] if len(pieces) > 1 else []
+            expanded.append(pieces[0] + "".join(self.image_token * n + piece for n, piece in zip(shown, pieces[1:])))
+        inputs = self.tokenize(expanded, prefixes)
+        return {**inputs, "pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"]}
 
 
 VL_MODEL_TYPES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
@@ -143,12 +196,26 @@ class HFAgent(Agent):
         self.model.to(device).eval()
         self.tokenizer = tokenizer
         self.context = int(getattr(text_config, "max_position_embeddings", 0) or 1 << 30)
+        #: Tokens the policy never samples (the vision markers of VL models: one in a response would stand for an
+        #: image that is not there). The learner masks them too, so its log-probs are the sampler's.
+        self.banned_token_ids: list[int] = []
+        if config.model_type in VL_MODEL_TYPES:
+            self.banned_token_ids = sorted({int(getattr(config, name)) for name in (
+                "image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+                if getattr(config, name, None) is not None})
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
 
-    @torch.no_grad()
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
-        inputs = {k: v.to(self.device) for k, v in self.adapter.prepare(conversations).items()}
+        return self._generate(self.adapter.prepare(conversations))
+
+    def act_continuing(self, conversations: Sequence[list[Message]], infos: Sequence[dict],
+                       prefix_ids: Sequence[list[int] | None]) -> list[Response]:
+        return self._generate(self.adapter.prepare(conversations, prefix_ids))
+
+    @torch.no_grad()
+    def _generate(self, inputs: dict[str, torch.Tensor]) -> list[Response]:
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
         for i, length in enumerate(lengths):
             if length + self.max_new_tokens > self.context:
@@ -159,7 +226,8 @@ class HFAgent(Agent):
         out = self.model.generate(
             **inputs, do_sample=sample, temperature=self.temperature if sample else None, top_p=1.0 if sample else None,
             top_k=0 if sample else None, max_new_tokens=self.max_new_tokens, return_dict_in_generate=True,
-            output_scores=True, pad_token_id=self.tokenizer.pad_token_id)
+            output_scores=True, pad_token_id=self.tokenizer.pad_token_id,
+            suppress_tokens=self.banned_token_ids or None)
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1]:]
         logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
         responses = []

@@ -165,6 +165,9 @@ def advantages_and_returns(token_rewards: torch.Tensor, action_mask: torch.Tenso
                            lam: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages and returns, both `(batch, seq)` and 0 outside the mask: GAE with `values` for "gae",
     discounted returns (advantage = return) otherwise, with gamma forced to 1 for the group estimators.
+
+    Positions outside the mask are skipped, not stepped through: in a multi-turn sequence the env's tokens
+    between two responses neither discount nor break the bootstrap from one response to the next.
     """
     check_estimator(estimator)
     mask = action_mask.bool()
@@ -174,13 +177,14 @@ def advantages_and_returns(token_rewards: torch.Tensor, action_mask: torch.Tenso
     if estimator == "gae":
         if values is None:
             raise ValueError("advantage_estimator 'gae' needs values from a critic")
-        # Values at padding are 0, so the value after a row's last token (padding or the end) bootstraps to 0.
         values = torch.where(mask, values.to(rewards.dtype), zero)
-        advantages, running = [], torch.zeros_like(rewards[:, 0])
+        # The value after a row's last response token is 0 (the episode ends there).
+        advantages, running, next_value = [], torch.zeros_like(rewards[:, 0]), torch.zeros_like(rewards[:, 0])
         for t in reversed(range(seq)):
-            next_value = values[:, t + 1] if t + 1 < seq else torch.zeros_like(running)
             delta = rewards[:, t] + gamma * next_value - values[:, t]
-            running = delta + gamma * lam * running
+            valid = mask[:, t]
+            running = torch.where(valid, delta + gamma * lam * running, running)
+            next_value = torch.where(valid, values[:, t], next_value)
             advantages.append(running)
         adv = torch.stack(advantages[::-1], dim=1)
         return torch.where(mask, adv, zero), torch.where(mask, adv + values, zero)
@@ -188,7 +192,7 @@ def advantages_and_returns(token_rewards: torch.Tensor, action_mask: torch.Tenso
         gamma = 1.0
     returns, running = [], torch.zeros_like(rewards[:, 0])
     for t in reversed(range(seq)):
-        running = rewards[:, t] + gamma * running
+        running = torch.where(mask[:, t], rewards[:, t] + gamma * running, running)
         returns.append(running)
     ret = torch.where(mask, torch.stack(returns[::-1], dim=1), zero)
     return ret.clone(), ret

@@ -67,7 +67,8 @@ class StageConfig:
     generate_max_len: int = _f(48, "max new tokens per response")
     max_pixels: int = _f(256 * 28 * 28, "image processor upper bound on pixels per image (image tokens x 784)")
     freeze_prefix: list = _f([], "parameter-name prefixes to freeze (Qwen2.5-VL vision tower: model.visual.)")
-    history: str = _f("last", f"multi-turn prompts: {', '.join(HISTORY_MODES)}")
+    history: str = _f("auto", "multi-turn prompts: full (one growing token sequence), last (latest observation), "
+                      "auto (the env's choice: last for Football, full elsewhere)")
     max_turns: int = _f(8, "turns per episode before it is cut (multi-turn envs)")
     demonstration: bool = _f(True, "send the env's solved example exchange before the task")
     skip_zero_advantage_groups: bool = _f(True, "skip the backward for groups whose advantages are all zero")

@@ -28,7 +28,11 @@ SEED_STRIDE = 10_000_000
 
 @dataclass
 class Sample:
-    """One training sequence: a prompt, the policy's response to it, and the return credited to it."""
+    """One training sequence: a prompt, the tokens after it, and the return credited to it.
+
+    ``response_ids`` are the model's own tokens, except in a multi-turn ``full`` episode, where they run to the
+    end of the episode and ``response_mask`` is False on the env's tokens between responses (not trained on).
+    """
 
     prompt_ids: list[int]
     response_ids: list[int]
@@ -38,12 +42,17 @@ class Sample:
     conversation: list
     truncated: bool
     reward_terms: dict
+    response_mask: list[bool] | None = None
 
 
 def episodes_to_samples(episodes: Sequence[Episode], groups: Sequence[int]) -> list[Sample]:
-    """Each turn becomes a sample whose reward is the return from that turn on (history ``last``)."""
+    """Samples of a rollout: one per ``full`` episode (its whole token sequence, credited with the episode's
+    return); one per turn of a ``last`` episode, credited with the return from that turn on."""
     samples = []
     for episode, group in zip(episodes, groups):
+        if episode.history == "full" and len(episode.turns) > 1:
+            samples.append(_sequence_sample(episode, group))
+            continue
         rewards = [t.reward for t in episode.turns]
         for k, turn in enumerate(episode.turns):
             if not turn.response_ids:
@@ -52,6 +61,27 @@ def episodes_to_samples(episodes: Sequence[Episode], groups: Sequence[int]) -> l
                                   float(sum(rewards[k:])), group, turn.prompt, turn.truncated_response,
                                   turn.reward_terms))
     return samples
+
+
+def _sequence_sample(episode: Episode, group: int) -> Sample:
+    """A multi-turn ``full`` episode as one sample: every turn's prompt continues the tokens before it."""
+    first, last = episode.turns[0], episode.turns[-1]
+    if any(t.prompt_ids is None or t.response_ids is None for t in episode.turns):
+        raise ValueError(f"{episode.env_id} seed {episode.seed}: history 'full' training needs an agent that "
+                         "returns token ids for every turn")
+    sequence = list(last.prompt_ids) + list(last.response_ids)
+    offset = len(first.prompt_ids)
+    mask = [False] * (len(sequence) - offset)
+    logprobs = [0.0] * (len(sequence) - offset)
+    for k, turn in enumerate(episode.turns):
+        start, end = len(turn.prompt_ids), len(turn.prompt_ids) + len(turn.response_ids)
+        if sequence[:end] != list(turn.prompt_ids) + list(turn.response_ids):
+            raise ValueError(f"{episode.env_id} seed {episode.seed}: turn {k}'s tokens are not a prefix of the "
+                             "episode's sequence (the agent re-tokenised an earlier turn)")
+        mask[start - offset:end - offset] = [True] * (end - start)
+        logprobs[start - offset:end - offset] = turn.response_logprobs
+    return Sample(list(first.prompt_ids), sequence[offset:], logprobs, episode.total_return, group, last.prompt,
+                  any(t.truncated_response for t in episode.turns), dict(episode.reward_terms), mask)
 
 
 class EnvRunner:
@@ -190,7 +220,8 @@ class Learner:
             ids[row, : len(seq)] = torch.tensor(seq)
             attention[row, : len(seq)] = 1
             start = len(s.prompt_ids) - 1  # logits at position t predict token t + 1
-            mask[row, start : start + len(s.response_ids)] = True
+            mask[row, start : start + len(s.response_ids)] = (
+                True if s.response_mask is None else torch.tensor(s.response_mask))
             old[row, start : start + len(s.response_ids)] = torch.tensor(s.logprobs)
         batch = {"input_ids": ids, "attention_mask": attention, "mask": mask, "old_logprobs": old}
         if hasattr(self.agent.adapter, "image_processor"):
@@ -209,6 +240,9 @@ class Learner:
         start = int(mask.any(dim=0).nonzero()[0]) if mask.any() else mask.shape[1]
         keep = mask.shape[1] + 1 - start  # sequence positions start .. width - 1
         logits = model(**self._inputs(batch), logits_to_keep=keep).logits[:, :-1].float() / self.config.temperature
+        banned = getattr(self.agent, "banned_token_ids", None)
+        if banned:  # the sampler never draws them (HFAgent.banned_token_ids): the same distribution here
+            logits = logits.index_fill(-1, torch.tensor(banned), float("-inf"))
         logp = torch.log_softmax(logits, dim=-1)
         taken = logp.gather(-1, batch["input_ids"][:, start + 1 :, None]).squeeze(-1)
         full = torch.zeros(mask.shape, dtype=taken.dtype)

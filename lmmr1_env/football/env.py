@@ -103,7 +103,8 @@ class FootballEnv(LMMEnv):
     - v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
+    #: ``history``: the rollout's default for this env (its frames are large and its text lists recent actions).
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10, "history": "last"}
 
     def __init__(self, scenario: str | Sequence[str] = "all", split: str = "train",
                  image_size: int | tuple[int, int] = (360, 640), difficulty: float = 0.0, panel: bool = True,
