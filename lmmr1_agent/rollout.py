@@ -87,18 +87,27 @@ def resolve_history(history: str, env: gym.Env) -> str:
     return env.metadata.get("history", "full") if history == "auto" else history
 
 
+def sampling_seed(*keys: int) -> int:
+    """A 62-bit seed that is a pure function of ``keys`` (e.g. run seed, step, prompt, sample, turn)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 2)
+
+
 def play_episodes(make_env: Callable[[], gym.Env], agent: Agent, seeds: Sequence[int], *, env_id: str = "",
                   batch_size: int = 8, history: str = "auto", demonstration: bool | None = None,
-                  max_turns: int = 1000) -> Iterator[Episode]:
+                  max_turns: int = 1000, sampling_seeds: Sequence[int] | None = None) -> Iterator[Episode]:
     """Play one episode per seed, ``batch_size`` at a time, asking ``agent`` for each batch of turns.
 
     ``demonstration`` (default: the agent's preference) sends the env's solved example exchange first.
     With ``full`` history a token-level agent continues each episode's own token sequence
-    (:meth:`Agent.act_continuing`): earlier responses are never re-tokenised.
+    (:meth:`Agent.respond`): earlier responses are never re-tokenised. ``sampling_seeds`` (one per episode)
+    make each episode's samples independent of the batch it is played in: turn ``t`` of episode ``i`` is
+    sampled with ``sampling_seed(sampling_seeds[i], t)``.
     Episodes are yielded as their batch finishes, in seed order.
     """
     if history not in HISTORY_MODES:
         raise ValueError(f"history must be one of {HISTORY_MODES}, got {history!r}")
+    if sampling_seeds is not None and len(sampling_seeds) != len(seeds):
+        raise ValueError(f"{len(sampling_seeds)} sampling seeds for {len(seeds)} episodes")
     send_demo = agent.uses_demonstration if demonstration is None else demonstration
     envs: list[gym.Env] = []
     try:
@@ -106,14 +115,16 @@ def play_episodes(make_env: Callable[[], gym.Env], agent: Agent, seeds: Sequence
             chunk = list(seeds[start:start + batch_size])
             while len(envs) < len(chunk):
                 envs.append(make_env())
-            yield from _play_batch(envs[:len(chunk)], agent, chunk, env_id, history, send_demo, max_turns)
+            chunk_sampling = None if sampling_seeds is None else list(sampling_seeds[start:start + batch_size])
+            yield from _play_batch(envs[:len(chunk)], agent, chunk, env_id, history, send_demo, max_turns,
+                                   chunk_sampling)
     finally:
         for env in envs:
             env.close()
 
 
 def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str, history: str, send_demo: bool,
-                max_turns: int) -> list[Episode]:
+                max_turns: int, sampling_seeds: list[int] | None) -> list[Episode]:
     # Only the latest observation is kept per episode; the chat keeps each turn's message (one PIL image each).
     history = resolve_history(history, envs[0])
     episodes, latest, users, responses, infos, demos = [], [], [], [], [], []
@@ -128,16 +139,15 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
         infos.append(info)
         demos.append(env.get_wrapper_attr("demonstration") if send_demo else None)
     active = list(range(len(envs)))
-    for _ in range(max_turns):
+    for turn in range(max_turns):
         if not active:
             break
         prompts = [conversation(episodes[i].system_prompt, users[i], responses[i], demos[i], history)
                    for i in active]
-        if history == "full" and any(prefixes[i] is not None for i in active):
-            replies: list[Response] = agent.act_continuing(prompts, [infos[i] for i in active],
-                                                           [prefixes[i] for i in active])
-        else:
-            replies = agent.act(prompts, [infos[i] for i in active])
+        replies: list[Response] = agent.respond(
+            prompts, [infos[i] for i in active],
+            prefix_ids=[prefixes[i] for i in active] if history == "full" else None,
+            seeds=None if sampling_seeds is None else [sampling_seed(sampling_seeds[i], turn) for i in active])
         if len(replies) != len(active):
             raise RuntimeError(f"{type(agent).__name__}.act returned {len(replies)} responses "
                                f"for {len(active)} prompts")

@@ -59,7 +59,7 @@ def test_a_continuation_appends_only_the_new_turn(tiny_llama, ended):
         response = response + [agent.tokenizer.convert_tokens_to_ids("<|im_end|>")]
     prefix = _template_ids(agent, first) + response
     second = build_messages("Digits only.", [{"text": "Turn 1."}, {"text": "Turn 2."}], [answer])
-    reply = agent.act_continuing([second], [{}], [prefix])[0]
+    reply = agent.respond([second], [{}], prefix_ids=[prefix])[0]
     assert reply.prompt_token_ids[:len(prefix)] == prefix
     if ended:
         assert reply.prompt_token_ids == _template_ids(agent, second)
@@ -71,7 +71,7 @@ def test_a_continuation_appends_only_the_new_turn(tiny_llama, ended):
 def test_a_continuation_of_the_wrong_shape_is_a_clear_error(tiny_llama):
     agent = HFAgent(str(tiny_llama), max_new_tokens=4)
     with pytest.raises(ValueError, match="must end with an assistant response and then a user message"):
-        agent.act_continuing([build_messages("s", [{"text": "hi"}])], [{}], [[1, 2, 3]])
+        agent.respond([build_messages("s", [{"text": "hi"}])], [{}], prefix_ids=[[1, 2, 3]])
 
 
 def test_full_history_is_one_sequence_and_trains_only_the_model_tokens(tiny_llama):

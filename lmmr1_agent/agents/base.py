@@ -39,12 +39,15 @@ class Agent(ABC):
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
         """One response per conversation, in order."""
 
-    def act_continuing(self, conversations: Sequence[list[Message]], infos: Sequence[dict],
-                       prefix_ids: Sequence[list[int] | None]) -> list[Response]:
-        """Like :meth:`act`, where conversation ``i`` continues the token sequence ``prefix_ids[i]`` (or starts
-        afresh where it is None): its earlier turns are those tokens exactly as generated, never re-tokenised.
+    def respond(self, conversations: Sequence[list[Message]], infos: Sequence[dict], *,
+                prefix_ids: Sequence[list[int] | None] | None = None,
+                seeds: Sequence[int] | None = None) -> list[Response]:
+        """What the rollout calls: :meth:`act`, with two hints that token-level agents honour.
 
-        The rollout calls this for ``history="full"``. Agents that work on text ignore the prefix.
+        ``prefix_ids[i]``: conversation ``i`` continues this token sequence (its earlier turns exactly as
+        generated, never re-tokenised; ``history="full"``), or starts afresh where it is None.
+        ``seeds[i]``: the seed of row ``i``'s sampling, so a row's response does not depend on the batch it
+        shares (the same group gives the same samples on any env runner). Agents that work on text ignore both.
         """
         return self.act(conversations, infos)
 

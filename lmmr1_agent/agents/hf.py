@@ -151,6 +151,37 @@ class QwenVLAdapter(TextAdapter):
         return {**inputs, "pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"]}
 
 
+class RowSampler:
+    """A logits processor that draws each row's next token from that row's own generator.
+
+    Row ``i`` samples from ``softmax(logits / T)`` (greedy where ``T`` is 0) with the banned tokens removed,
+    using a generator seeded with ``seeds[i]``: its tokens depend on its seed and its logits only, never on
+    the batch it shares. ``logprobs`` collects each step's ``(batch,)`` log-probs of the drawn tokens under
+    that same distribution (what the learner recomputes). The returned scores leave one finite entry per row.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, banned: Sequence[int] = ()):
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature = float(temperature)
+        self.banned = torch.tensor(list(banned), dtype=torch.long)
+        self.logprobs: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float()
+        if len(self.banned):
+            scores = scores.index_fill(-1, self.banned.to(scores.device), float("-inf"))
+        if self.temperature > 0:
+            logp = torch.log_softmax(scores / self.temperature, dim=-1)
+            probs = logp.exp().cpu()
+            tokens = torch.cat([torch.multinomial(probs[row], 1, generator=g) for row, g in
+                                enumerate(self.generators)]).to(scores.device)
+        else:
+            logp = torch.log_softmax(scores, dim=-1)
+            tokens = scores.argmax(dim=-1)
+        self.logprobs.append(logp.gather(-1, tokens[:, None])[:, 0])
+        return torch.full_like(scores, float("-inf")).scatter_(-1, tokens[:, None], 0.0)
+
+
 VL_MODEL_TYPES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
 
 
@@ -174,7 +205,7 @@ class HFAgent(Agent):
         path = resolve_model(model)
         self.uses_demonstration = (model in EMBEDDED) if demonstration is None else demonstration
         self.temperature, self.max_new_tokens, self.device = float(temperature), int(max_new_tokens), device
-        torch.manual_seed(seed)  # generate() samples from torch's global generator
+        self._seeds = np.random.default_rng(seed)  # row seeds when the caller gives none
         try:
             config = AutoConfig.from_pretrained(path)
         except OSError as exc:
@@ -207,29 +238,29 @@ class HFAgent(Agent):
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
 
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
-        return self._generate(self.adapter.prepare(conversations))
-
-    def act_continuing(self, conversations: Sequence[list[Message]], infos: Sequence[dict],
-                       prefix_ids: Sequence[list[int] | None]) -> list[Response]:
-        return self._generate(self.adapter.prepare(conversations, prefix_ids))
+        return self.respond(conversations, infos)
 
     @torch.no_grad()
-    def _generate(self, inputs: dict[str, torch.Tensor]) -> list[Response]:
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+    def respond(self, conversations: Sequence[list[Message]], infos: Sequence[dict], *,
+                prefix_ids: Sequence[list[int] | None] | None = None,
+                seeds: Sequence[int] | None = None) -> list[Response]:
+        inputs = {k: v.to(self.device) for k, v in self.adapter.prepare(conversations, prefix_ids).items()}
+        if seeds is None:
+            seeds = self._seeds.integers(1 << 62, size=len(conversations)).tolist()
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
         for i, length in enumerate(lengths):
             if length + self.max_new_tokens > self.context:
                 raise ValueError(f"prompt {i} is {length} tokens (images included); with max_new_tokens="
                                  f"{self.max_new_tokens} it exceeds {self.name}'s context of {self.context}: "
                                  "lower max_pixels, the image size or max_new_tokens")
-        sample = self.temperature > 0
+        sampler = RowSampler(seeds, self.temperature, self.banned_token_ids)
+        # generate() only decodes greedily here: the sampler has already drawn each row's token.
         out = self.model.generate(
-            **inputs, do_sample=sample, temperature=self.temperature if sample else None, top_p=1.0 if sample else None,
-            top_k=0 if sample else None, max_new_tokens=self.max_new_tokens, return_dict_in_generate=True,
-            output_scores=True, pad_token_id=self.tokenizer.pad_token_id,
-            suppress_tokens=self.banned_token_ids or None)
+            **inputs, do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=[sampler],
+            max_new_tokens=self.max_new_tokens, return_dict_in_generate=True,
+            pad_token_id=self.tokenizer.pad_token_id)
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1]:]
-        logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        logprobs = torch.stack(sampler.logprobs, dim=1)
         responses = []
         prompts = [ids[mask.bool()].tolist() for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
         for row, row_logprobs, prompt_ids in zip(new_tokens.tolist(), logprobs.tolist(), prompts):

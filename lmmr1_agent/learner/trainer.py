@@ -20,10 +20,12 @@ import torch
 from lmmr1_agent.agents.hf import HFAgent
 from lmmr1_agent.learner import algorithms as alg
 from lmmr1_agent.learner.config import StageConfig
-from lmmr1_agent.rollout import Episode, play_episodes
+from lmmr1_agent.rollout import Episode, play_episodes, sampling_seed
 
 #: Seeds of different runs (and of eval vs train) never meet: each run's train seeds start at seed × STRIDE.
 SEED_STRIDE = 10_000_000
+#: Stands in for the step in evaluation sampling seeds (no training run reaches this step).
+EVAL_KEY = 2**32 - 1
 
 
 @dataclass
@@ -85,61 +87,95 @@ def _sequence_sample(episode: Episode, group: int) -> Sample:
 
 
 class EnvRunner:
-    """Plays GRPO groups: each prompt is one env seed reset ``n`` times, so the group sees one task."""
+    """Plays GRPO groups: each prompt is one env seed reset ``n`` times, so the group sees one task.
+
+    Everything random is a pure function of (run seed, step, prompt index, sample index): which env a prompt
+    draws, its env seed and its sampling seeds. Any runner playing any subset of a step's prompts therefore
+    produces exactly the episodes the in-process runner would (what Ray's runners and their restarts rely on).
+    """
 
     def __init__(self, config: StageConfig, agent: HFAgent):
         self.config, self.agent = config, agent
         self.weights = np.array([float(e.get("weight", 1.0)) for e in config.envs])
         self.weights /= self.weights.sum()
+        #: The version of the weights this runner plays with (0: the stage's starting weights).
+        self.version = 0
 
     def _make(self, index: int, split: str):
         spec = self.config.envs[index]
         return lambda: gym.make(spec["id"], **{**spec.get("kwargs", {}), "split": split})
 
-    def collect(self, step: int) -> tuple[list[Episode], list[int]]:
-        """The rollout of training ``step``: episodes and their group ids (deterministic in (seed, step))."""
+    def collect(self, step: int, prompts: Sequence[int] | None = None) -> tuple[list[Episode], list[int]]:
+        """Episodes of training ``step`` for ``prompts`` (indices into the step's batch; default all of them),
+        each group's ``n`` samples together, and their group ids."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, step])
         choices = rng.choice(len(cfg.envs), size=cfg.rollout_batch_size, p=self.weights)
+        wanted = range(cfg.rollout_batch_size) if prompts is None else sorted(prompts)
+        n = cfg.n_samples_per_prompt
         episodes, groups = [], []
         for env_index in sorted(set(choices.tolist())):
-            prompts = [i for i, c in enumerate(choices) if c == env_index]
-            seeds = [cfg.seed * SEED_STRIDE + step * cfg.rollout_batch_size + i for i in prompts]
-            repeated = [s for s in seeds for _ in range(cfg.n_samples_per_prompt)]
-            played = play_episodes(self._make(env_index, "train"), self.agent, repeated,
-                                   env_id=cfg.envs[env_index]["id"], batch_size=len(repeated),
-                                   history=cfg.history, demonstration=cfg.demonstration, max_turns=cfg.max_turns)
-            episodes.extend(played)
-            groups.extend(step * cfg.rollout_batch_size + i for i in prompts for _ in range(cfg.n_samples_per_prompt))
+            mine = [i for i in wanted if choices[i] == env_index]
+            if not mine:
+                continue
+            seeds = [cfg.seed * SEED_STRIDE + step * cfg.rollout_batch_size + i for i in mine]
+            played = play_episodes(self._make(env_index, "train"), self.agent, [s for s in seeds for _ in range(n)],
+                                   env_id=cfg.envs[env_index]["id"], batch_size=len(mine) * n, history=cfg.history,
+                                   demonstration=cfg.demonstration, max_turns=cfg.max_turns,
+                                   sampling_seeds=[sampling_seed(cfg.seed, step, i, j) for i in mine for j in range(n)])
+            for episode in played:
+                episode.final_info["weights_version"] = self.version
+                episodes.append(episode)
+            groups.extend(step * cfg.rollout_batch_size + i for i in mine for _ in range(n))
         return episodes, groups
+
+    def eval_plan(self, prompts: int) -> list[tuple[int, int]]:
+        """The held-out evaluation as ``(env index, test seed)`` pairs: ``prompts`` spread over the mixture."""
+        share = np.floor(self.weights * prompts).astype(int)
+        share[0] += prompts - share.sum()
+        return [(index, seed) for index, count in enumerate(share.tolist()) for seed in range(count)]
+
+    def evaluate_episodes(self, prompts: int, temperature: float, part: int = 0, parts: int = 1) -> list[Episode]:
+        """Part ``part`` of ``parts`` of the held-out evaluation (one sample per test seed), in plan order.
+
+        Sampling seeds depend on the run seed and the test seed only: every evaluation of a run (before and
+        after training) draws with the same noise, which makes their difference less noisy.
+        """
+        saved = self.agent.temperature
+        self.agent.temperature = temperature
+        plan = self.eval_plan(prompts)[part::parts]
+        episodes: list[Episode] = []
+        try:
+            for index in sorted({i for i, _ in plan}):
+                seeds = [seed for i, seed in plan if i == index]
+                episodes.extend(play_episodes(
+                    self._make(index, "test"), self.agent, seeds, batch_size=16, history=self.config.history,
+                    demonstration=self.config.demonstration, max_turns=self.config.max_turns,
+                    sampling_seeds=[sampling_seed(self.config.seed, EVAL_KEY, index, seed) for seed in seeds]))
+        finally:
+            self.agent.temperature = saved
+        return episodes
 
     def evaluate(self, prompts: int, temperature: float) -> dict[str, float]:
         """Held-out score: ``prompts`` test-split seeds spread over the mixture, one sample each."""
-        saved = self.agent.temperature
-        self.agent.temperature = temperature
-        returns, formats, successes = [], [], []
+        episodes = self.evaluate_episodes(prompts, temperature)
         #: A few episodes of the latest evaluation, for the sample pages.
-        self.last_eval_episodes: list[Episode] = []
-        try:
-            share = np.floor(self.weights * prompts).astype(int)
-            share[0] += prompts - share.sum()
-            for index, count in enumerate(share.tolist()):
-                for episode in play_episodes(self._make(index, "test"), self.agent, list(range(count)),
-                                             batch_size=16, history=self.config.history,
-                                             demonstration=self.config.demonstration, max_turns=self.config.max_turns):
-                    returns.append(episode.total_return)
-                    if len(self.last_eval_episodes) < 16:
-                        self.last_eval_episodes.append(episode)
-                    formats.append(float(episode.reward_terms.get("format", 0.0) > 0))
-                    successes.append(float(bool(episode.success)))
-        finally:
-            self.agent.temperature = saved
-        return {**_mean_se("reward", returns), **_mean_se("format", formats), **_mean_se("accuracy", successes)}
+        self.last_eval_episodes = episodes[:16]
+        return summarize_eval(episodes)
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int | None = None) -> None:
         """Take the learner's new weights (one transfer; in-process this is the same model)."""
         if self.agent.model.state_dict() is not state_dict:
             self.agent.model.load_state_dict(state_dict, strict=False)
+        self.version = self.version + 1 if version is None else version
+
+
+def summarize_eval(episodes: Sequence[Episode]) -> dict[str, float]:
+    """Mean held-out return, format rate and accuracy of ``episodes``, each with its standard error."""
+    returns = [e.total_return for e in episodes]
+    formats = [float(e.reward_terms.get("format", 0.0) > 0) for e in episodes]
+    successes = [float(bool(e.success)) for e in episodes]
+    return {**_mean_se("reward", returns), **_mean_se("format", formats), **_mean_se("accuracy", successes)}
 
 
 def _mean_se(name: str, values: Sequence[float]) -> dict[str, float]:
