@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -26,15 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lmmr1_agent.agents.hf import HFAgent
-from lmmr1_agent.learner.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from lmmr1_agent.learner.checkpoint import latest_checkpoint
 from lmmr1_agent.learner.config import FIELDS, STAGES, ConfigError, StageConfig, add_arguments, load_yaml, resolve
 from lmmr1_agent.learner.plots import reward_curve
-from lmmr1_agent.learner.trainer import EnvRunner, Learner, episodes_to_samples
+from lmmr1_agent.learner.trainer import episodes_to_samples, summarize_eval
+from lmmr1_agent.learner.workers import SUMMARY, LearnerDied, LocalWorkers
 from lmmr1_agent.models.embedded import resolve_model
 from lmmr1_agent.report import write_report
-
-SUMMARY = "summary.json"
 
 
 def default_config(stage: str) -> Path:
@@ -80,6 +77,15 @@ def mgt_start(config: StageConfig, run_dir: Path) -> str:
     return str(target)
 
 
+def make_workers(config: StageConfig, model_path: str):
+    """The stage's runner(s) and learner: in this process, or Ray actors when ``num_env_runners > 0``."""
+    if config.num_env_runners:
+        from lmmr1_agent.learner.ray_workers import RayWorkers
+
+        return RayWorkers(config, model_path)
+    return LocalWorkers(config, model_path)
+
+
 def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train one stage to completion (resuming if a checkpoint exists); returns its before/after summary."""
     run_dir = Path(config.output_dir)
@@ -88,49 +94,55 @@ def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
     if (final / SUMMARY).is_file():
         print(f"[lmmr1] stage {config.stage} already finished: {final}", file=sys.stderr)
         return json.loads((final / SUMMARY).read_text())
-    if config.threads:
-        torch.set_num_threads(config.threads)
     stage_dir.mkdir(parents=True, exist_ok=True)
     print(f"[lmmr1] {config.stage} config: {json.dumps(vars(config))}", file=sys.stderr)
     start = mgt_start(config, run_dir) if config.stage == "mgt" else resolve_model(config.model)
     resume = latest_checkpoint(stage_dir)
-    torch.manual_seed(config.seed)
-    agent = HFAgent(str(resume or start), temperature=config.temperature, max_new_tokens=config.generate_max_len,
-                    seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels)
-    runner, learner = EnvRunner(config, agent), Learner(config, agent)
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        workers = make_workers(config, str(resume or start))
+        try:
+            return _train(config, workers, stage_dir, start, resume, progress)
+        finally:
+            workers.close()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: StageConfig, workers, stage_dir: Path, start: str, resume: Path | None,
+           progress: bool) -> dict[str, Any]:
     metrics_path = stage_dir / "metrics.jsonl"
     if resume is not None:
-        state = load_trainer_state(resume, learner.optimizer, learner.scheduler, learner.extra_state())
+        state = workers.restore(resume)
         first = state["step"]
         print(f"[lmmr1] resuming {config.stage} from {resume.name} (step {first})", file=sys.stderr)
         _truncate_metrics(metrics_path, first)
     else:
         first, state = 0, {"evals": [], "start": start}
         metrics_path.unlink(missing_ok=True)
-        state["evals"].append({"step": 0, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
     from torch.utils.tensorboard import SummaryWriter
 
     board = SummaryWriter(str(stage_dir / "tensorboard"), purge_step=first + 1 if first else None)
     if not first:
-        _log_eval(board, state["evals"][0], runner, stage_dir, config.stage)
+        state["evals"].append(_evaluate(workers, config, 0, board, stage_dir))
     bar = tqdm(range(first, config.num_steps), initial=first, total=config.num_steps, desc=config.stage,
                unit="step", disable=not progress, file=sys.stderr)
     for step in bar:
         # ---- rollout ----
         tick = time.monotonic()
-        episodes, groups = runner.collect(step)
+        episodes, groups = workers.collect(step)
         samples = episodes_to_samples(episodes, groups)
         rollout_seconds = time.monotonic() - tick
-        # ---- update ----
-        metrics = learner.update(samples) if samples else {}
-        runner.load_weights(learner.state_dict())
+        # ---- update (and the new weights to the runners) ----
+        metrics = {**workers.collect_metrics, **workers.update(samples)}
         metrics.update(_rollout_metrics(episodes, samples))
         metrics.update({"step": step + 1, "perf/rollout_seconds": rollout_seconds,
                         "perf/step_seconds": time.monotonic() - tick})
         # ---- evaluate, log, checkpoint ----
         if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.num_steps:
-            state["evals"].append({"step": step + 1, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
-            _log_eval(board, state["evals"][-1], runner, stage_dir, config.stage)
+            state["evals"].append(_evaluate(workers, config, step + 1, board, stage_dir))
         with open(metrics_path, "a", encoding="utf-8") as log:
             log.write(json.dumps(metrics) + "\n")
         for name, value in metrics.items():
@@ -140,33 +152,33 @@ def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
                         kl=f"{metrics.get('losses/kl', 0):.3f}", len=f"{metrics['rollout/response_length']:.0f}",
                         s=f"{metrics['perf/step_seconds']:.0f}")
         if (step + 1) % config.save_every == 0 or step + 1 == config.num_steps:
-            save_checkpoint(stage_dir, step + 1, agent.model, agent.tokenizer, learner.optimizer, learner.scheduler,
-                            state, keep=config.keep_checkpoints, extra=learner.extra_state())
+            workers.save_checkpoint(stage_dir, step + 1, state)
     bar.close()
-    state["evals"].append({"step": config.num_steps, **runner.evaluate(config.eval_prompts, config.eval_temperature)})
-    _log_eval(board, state["evals"][-1], runner, stage_dir, config.stage)
+    state["evals"].append(_evaluate(workers, config, config.num_steps, board, stage_dir))
     board.close()
     summary = {"stage": config.stage, "start": state.get("start", start), "before": state["evals"][0],
                "after": state["evals"][-1], "evals": state["evals"], "config": vars(config)}
     _plot(stage_dir, config.stage, metrics_path, state["evals"])
-    _save_final(final, agent, summary)
+    workers.save_final(stage_dir / "final", summary)
     return summary
 
 
-def _log_eval(board, evaluation: dict, runner: EnvRunner, stage_dir: Path, stage: str) -> None:
-    """Held-out scores to TensorBoard, and a few of the evaluated episodes as an HTML page."""
+def _evaluate(workers, config: StageConfig, step: int, board, stage_dir: Path) -> dict[str, float]:
+    """Held-out scores (to TensorBoard), and a few of the evaluated episodes as an HTML page."""
+    episodes = workers.evaluate(config.eval_prompts, config.eval_temperature)
+    evaluation = {"step": step, **summarize_eval(episodes)}
     for name in ("reward", "format", "accuracy"):
-        board.add_scalar(f"eval/{name}", evaluation[name], evaluation["step"])
-    step = evaluation["step"]
+        board.add_scalar(f"eval/{name}", evaluation[name], step)
     table = (f"held-out reward {evaluation['reward']:.3f} ± {evaluation['reward_se']:.3f}, format "
              f"{evaluation['format']:.3f}, accuracy {evaluation['accuracy']:.3f} (step {step})")
-    write_report(stage_dir / "samples" / f"eval_step_{step:06d}.html", f"{stage}: held-out episodes at step {step}",
-                 [evaluation], runner.last_eval_episodes, table)
+    write_report(stage_dir / "samples" / f"eval_step_{step:06d}.html",
+                 f"{config.stage}: held-out episodes at step {step}", [evaluation], episodes[:16], table)
+    return evaluation
 
 
 def _rollout_metrics(episodes, samples) -> dict[str, float]:
     terms = sorted({t for e in episodes for t in e.reward_terms})
-    out = {"rollout/reward": float(np.mean([e.total_return for e in episodes])),
+    out = {"rollout/reward": float(np.mean([e.total_return for e in episodes])), "rollout/episodes": len(episodes),
            "rewards/format_rate": float(np.mean([e.reward_terms.get("format", 0.0) > 0 for e in episodes])),
            "rewards/accuracy": float(np.mean([bool(e.success) for e in episodes])),
            "rollout/response_length": float(np.mean([len(s.response_ids) for s in samples])) if samples else 0.0,
@@ -190,16 +202,6 @@ def _plot(stage_dir: Path, stage: str, metrics_path: Path, evals: list[dict]) ->
                  [r["step"] for r in rows], {"rollout reward": [r["rollout/reward"] for r in rows],
                                             "format rate": [r["rewards/format_rate"] for r in rows]},
                  [(e["step"], e["reward"], e["reward_se"]) for e in evals])
-
-
-def _save_final(final: Path, agent: HFAgent, summary: dict) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=final.parent))
-    agent.model.save_pretrained(tmp)
-    agent.tokenizer.save_pretrained(tmp)
-    (tmp / SUMMARY).write_text(json.dumps(summary, indent=2))  # written last: its presence marks the stage done
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
 
 
 def format_summary(summaries: list[dict]) -> str:
@@ -241,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             summaries.append(run_stage(config, progress=not args.no_progress))
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except LearnerDied as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
     table = format_summary(summaries)
     print(table)
     out = Path(summaries[-1]["config"]["output_dir"]) if summaries else Path(".")

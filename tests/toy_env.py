@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import gymnasium as gym
 
 from lmmr1_env.core import LMMEnv
@@ -55,3 +59,19 @@ class CountdownEnv(LMMEnv):
 
 if "Toy/Countdown-v0" not in gym.registry:
     gym.register(id="Toy/Countdown-v0", entry_point="tests.toy_env:CountdownEnv")
+
+
+class SlowDigitsEnv(DigitsEnv):
+    """Digits with a slow ``step`` that leaves the playing process's pid in ``$LMMR1_TOY_PIDS`` (train split
+    only): a test can find an env runner's process mid-rollout and kill it."""
+
+    def step(self, action):
+        folder = os.environ.get("LMMR1_TOY_PIDS")
+        if folder and self.split == "train":
+            Path(folder, str(os.getpid())).touch()
+            time.sleep(0.1)
+        return super().step(action)
+
+
+if "Toy/SlowDigits-v0" not in gym.registry:
+    gym.register(id="Toy/SlowDigits-v0", entry_point="tests.toy_env:SlowDigitsEnv")

@@ -81,6 +81,16 @@ class StageConfig:
     output_dir: str = _f("runs/default", "run folder; fre/ and mgt/ live inside it")
     from_base: bool = _f(False, "mgt only: start from the base model instead of fre/final (Direct-RL baseline)")
     threads: int = _f(0, "torch CPU threads (0: torch's default)")
+    num_env_runners: int = _f(0, "Ray env-runner actors (0: runner and learner in this process, the default)")
+    ray_address: str = _f("", "Ray cluster to join: auto, HOST:PORT or ray://...; empty starts a local one")
+    ray_object_store_mb: int = _f(0, "object store of a local Ray cluster in MB (0: 256 + twice the weights)")
+    runner_num_cpus: float = _f(1.0, "CPUs reserved per env-runner actor (also its torch threads)")
+    runner_num_gpus: float = _f(0.0, "GPUs reserved per env-runner actor")
+    runner_memory_mb: int = _f(0, "memory reserved per env-runner actor in MB (0: no reservation)")
+    learner_num_cpus: float = _f(1.0, "CPUs reserved for the learner actor (also its torch threads)")
+    learner_num_gpus: float = _f(0.0, "GPUs reserved for the learner actor")
+    learner_memory_mb: int = _f(0, "memory reserved for the learner actor in MB (0: no reservation)")
+    max_runner_restarts: int = _f(3, "env-runner restarts allowed per step before the run stops")
 
     def validate(self) -> StageConfig:
         """Raise ConfigError on the first bad value, naming it."""
@@ -103,6 +113,11 @@ class StageConfig:
             (self.init_kl_coef >= 0, "init_kl_coef must be >= 0"),
             (len(self.adam_betas) == 2, "adam_betas must be two numbers"),
             (bool(self.envs), "envs must list at least one environment"),
+            (self.num_env_runners >= 0 and self.max_runner_restarts >= 0,
+             "num_env_runners and max_runner_restarts must be >= 0"),
+            (min(self.runner_num_cpus, self.runner_num_gpus, self.learner_num_cpus, self.learner_num_gpus,
+                 self.runner_memory_mb, self.learner_memory_mb, self.ray_object_store_mb) >= 0,
+             "Ray resources must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

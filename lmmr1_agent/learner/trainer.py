@@ -86,6 +86,13 @@ def _sequence_sample(episode: Episode, group: int) -> Sample:
                   any(t.truncated_response for t in episode.turns), dict(episode.reward_terms), mask)
 
 
+def step_envs(config: StageConfig, step: int) -> np.ndarray:
+    """Which env of the mixture each prompt of training ``step`` plays (a pure function of seed and step)."""
+    weights = np.array([float(e.get("weight", 1.0)) for e in config.envs])
+    rng = np.random.default_rng([config.seed, step])
+    return rng.choice(len(config.envs), size=config.rollout_batch_size, p=weights / weights.sum())
+
+
 class EnvRunner:
     """Plays GRPO groups: each prompt is one env seed reset ``n`` times, so the group sees one task.
 
@@ -109,8 +116,7 @@ class EnvRunner:
         """Episodes of training ``step`` for ``prompts`` (indices into the step's batch; default all of them),
         each group's ``n`` samples together, and their group ids."""
         cfg = self.config
-        rng = np.random.default_rng([cfg.seed, step])
-        choices = rng.choice(len(cfg.envs), size=cfg.rollout_batch_size, p=self.weights)
+        choices = step_envs(cfg, step)
         wanted = range(cfg.rollout_batch_size) if prompts is None else sorted(prompts)
         n = cfg.n_samples_per_prompt
         episodes, groups = [], []
@@ -135,7 +141,7 @@ class EnvRunner:
         share[0] += prompts - share.sum()
         return [(index, seed) for index, count in enumerate(share.tolist()) for seed in range(count)]
 
-    def evaluate_episodes(self, prompts: int, temperature: float, part: int = 0, parts: int = 1) -> list[Episode]:
+    def evaluate(self, prompts: int, temperature: float, part: int = 0, parts: int = 1) -> list[Episode]:
         """Part ``part`` of ``parts`` of the held-out evaluation (one sample per test seed), in plan order.
 
         Sampling seeds depend on the run seed and the test seed only: every evaluation of a run (before and
@@ -155,13 +161,6 @@ class EnvRunner:
         finally:
             self.agent.temperature = saved
         return episodes
-
-    def evaluate(self, prompts: int, temperature: float) -> dict[str, float]:
-        """Held-out score: ``prompts`` test-split seeds spread over the mixture, one sample each."""
-        episodes = self.evaluate_episodes(prompts, temperature)
-        #: A few episodes of the latest evaluation, for the sample pages.
-        self.last_eval_episodes = episodes[:16]
-        return summarize_eval(episodes)
 
     def load_weights(self, state_dict: dict[str, torch.Tensor], version: int | None = None) -> None:
         """Take the learner's new weights (one transfer; in-process this is the same model)."""

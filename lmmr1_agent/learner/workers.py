@@ -1,0 +1,113 @@
+"""Where a stage's env runners and learner live: in this process, or on Ray (:mod:`.ray_workers`).
+
+Both kinds offer the same few calls, so the training loop in :mod:`lmmr1_agent.train` is one function for
+either: ``collect(step)``, ``update(samples)`` (which also brings the runners the new weights),
+``evaluate(prompts, temperature)``, ``restore(checkpoint)``, ``save_checkpoint(...)``, ``save_final(...)``
+and ``close()``; ``collect_metrics`` holds what the latest collect adds to the step's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmmr1_agent.agents.hf import HFAgent
+from lmmr1_agent.learner.checkpoint import load_trainer_state, save_checkpoint
+from lmmr1_agent.learner.config import StageConfig
+from lmmr1_agent.learner.trainer import EnvRunner, Learner, Sample
+from lmmr1_agent.rollout import Episode
+
+SUMMARY = "summary.json"
+
+
+class LearnerDied(RuntimeError):
+    """The learner (a Ray actor) is gone; the run stops with its last checkpoint intact."""
+
+
+def make_agent(config: StageConfig, model_path: str) -> HFAgent:
+    """The policy of a stage, as the runners and the learner load it."""
+    return HFAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
+                   seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels)
+
+
+def save_final(final: Path, agent: HFAgent, summary: dict) -> None:
+    """The stage's result: a ``save_pretrained`` folder whose ``summary.json``, written last, marks it done."""
+    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=final.parent))
+    agent.model.save_pretrained(tmp)
+    agent.tokenizer.save_pretrained(tmp)
+    (tmp / SUMMARY).write_text(json.dumps(summary, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+class LearnerHost:
+    """The learner's side of a stage: the policy being trained, its optimizer and its checkpoints."""
+
+    def __init__(self, config: StageConfig, model_path: str):
+        torch.manual_seed(config.seed)  # a critic head is the only fresh initialisation
+        self.agent = make_agent(config, model_path)
+        self.learner = Learner(config, self.agent)
+        self.config = config
+
+    def restore(self, checkpoint: str) -> dict[str, Any]:
+        return load_trainer_state(Path(checkpoint), self.learner.optimizer, self.learner.scheduler,
+                                  self.learner.extra_state())
+
+    def update(self, samples: list[Sample]) -> dict[str, float]:
+        return self.learner.update(samples)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights the runners need: everything but the frozen prefixes (they never change)."""
+        frozen = tuple(self.config.freeze_prefix)
+        return {k: v for k, v in self.learner.state_dict().items() if not (frozen and k.startswith(frozen))}
+
+    def save_checkpoint(self, stage_dir: str, step: int, state: dict[str, Any]) -> None:
+        save_checkpoint(Path(stage_dir), step, self.agent.model, self.agent.tokenizer, self.learner.optimizer,
+                        self.learner.scheduler, state, keep=self.config.keep_checkpoints,
+                        extra=self.learner.extra_state())
+
+    def save_final(self, final: str, summary: dict) -> None:
+        save_final(Path(final), self.agent, summary)
+
+
+class LocalWorkers:
+    """Runner and learner in this process, sharing one model (``num_env_runners: 0``)."""
+
+    #: What a collect adds to the step's metrics (Ray's restarts and overhead; nothing in-process).
+    collect_metrics: dict[str, float] = {}
+
+    def __init__(self, config: StageConfig, model_path: str):
+        self.host = LearnerHost(config, model_path)
+        self.runner = EnvRunner(config, self.host.agent)
+
+    def restore(self, checkpoint: Path) -> dict[str, Any]:
+        return self.host.restore(str(checkpoint))
+
+    def collect(self, step: int) -> tuple[list[Episode], list[int]]:
+        return self.runner.collect(step)
+
+    def update(self, samples: list[Sample]) -> dict[str, float]:
+        metrics = self.host.update(samples) if samples else {}
+        tick = time.monotonic()
+        self.runner.load_weights(self.host.learner.state_dict())
+        return {**metrics, "perf/sync_seconds": time.monotonic() - tick}
+
+    def evaluate(self, prompts: int, temperature: float) -> list[Episode]:
+        return self.runner.evaluate(prompts, temperature)
+
+    def save_checkpoint(self, stage_dir: Path, step: int, state: dict[str, Any]) -> None:
+        self.host.save_checkpoint(str(stage_dir), step, state)
+
+    def save_final(self, final: Path, summary: dict) -> None:
+        self.host.save_final(str(final), summary)
+
+    def close(self) -> None:
+        """Nothing to release in-process."""
