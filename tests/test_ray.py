@@ -128,6 +128,37 @@ def test_a_runner_killed_mid_rollout_is_restarted_and_its_groups_replayed(tiny_l
     _assert_same_weights(tmp_path / "run", in_process_step[0])
 
 
+def test_a_dead_learner_stops_the_run_clearly_and_the_rerun_resumes(tiny_llama, tmp_path, local_cluster, capsys):
+    """SIGKILL the learner actor after the step-1 checkpoint: LearnerDied names what to do; rerunning resumes."""
+    from lmmr1_agent.learner.workers import LearnerDied
+
+    config = tiny_config(tiny_llama, tmp_path, envs=SLOW_DIGITS, num_steps=3, eval_prompts=4, save_every=1,
+                         num_env_runners=1)
+    checkpoint = tmp_path / "fre" / "checkpoints" / "step_000001" / "trainer_state.json"
+
+    def kill_the_learner_after_step_one():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if checkpoint.is_file():
+                out = subprocess.run(["pgrep", "-f", "ray::LearnerActor"], capture_output=True, text=True).stdout
+                for pid in out.split():
+                    os.kill(int(pid), signal.SIGKILL)
+                if out.split():
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_learner_after_step_one, daemon=True)
+    killer.start()
+    with pytest.raises(LearnerDied, match="rerun the same command to resume"):
+        run_stage(config, progress=False)
+    killer.join(timeout=5)
+    capsys.readouterr()
+    summary = run_stage(config, progress=False)
+    assert "resuming fre from step_0000" in capsys.readouterr().err
+    assert [r["step"] for r in _metrics(tmp_path)] == [1, 2, 3]
+    assert summary["after"]["step"] == 3
+
+
 def test_training_on_a_cluster_started_separately(tiny_llama, tmp_path):
     """`ray start --head` in a subprocess, two training steps through the CLI joined by address, `ray stop`."""
     import ray
