@@ -159,19 +159,31 @@ def test_a_dead_learner_stops_the_run_clearly_and_the_rerun_resumes(tiny_llama, 
     assert summary["after"]["step"] == 3
 
 
+def _free_ports(count: int) -> list[int]:
+    probes = [socket.socket() for _ in range(count)]
+    for probe in probes:
+        probe.bind(("127.0.0.1", 0))
+    ports = [probe.getsockname()[1] for probe in probes]
+    for probe in probes:
+        probe.close()
+    return ports
+
+
 def test_training_on_a_cluster_started_separately(tiny_llama, tmp_path):
-    """`ray start --head` in a subprocess, two training steps through the CLI joined by address, `ray stop`."""
+    """A two-node cluster from `ray start` (head: 1 CPU, second node: 2 CPUs, so the learner and the two runners
+    cannot all sit on one node), two training steps through the CLI joined by address, then `ray stop`."""
     import ray
 
     ray.shutdown()  # this process must not hold a cluster of its own
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port, node_manager, object_manager = _free_ports(3)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    start = [RAY_CLI, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=3",
-             f"--object-store-memory={STORE}", "--include-dashboard=false", "--disable-usage-stats"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    common = [f"--object-store-memory={STORE}", "--disable-usage-stats"]
+    head = [RAY_CLI, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", *common]
+    node = [RAY_CLI, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2", f"--node-manager-port={node_manager}",
+            f"--object-manager-port={object_manager}", "--min-worker-port=20000", "--max-worker-port=20999", *common]
     try:
+        for command in (head, node):
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
         args = ["--stage", "fre", "--model", str(tiny_llama), "--env", "LMMR1/TextMath-v0", "--num-steps", "2",
                 "--rollout-batch-size", "2", "--n-samples-per-prompt", "2", "--train-batch-size", "4",
                 "--micro-train-batch-size", "4", "--generate-max-len", "8", "--eval-prompts", "2",
