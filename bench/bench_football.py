@@ -11,11 +11,10 @@ Usage: ``python bench/bench_football.py [--seconds 5]``. Prints the machine it r
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
+from machine import describe  # bench/machine.py, beside this script
 
 from lmmr1_env.football.actions import ACTION_IDS, DIRECTIONS, KICKS
 from lmmr1_env.football.env import FootballEnv
@@ -25,16 +24,6 @@ from lmmr1_env.football.scenarios import load_scenarios
 from lmmr1_env.football.sim import Command, Match
 
 SIZE = (360, 640)
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}; {os.cpu_count()} logical CPUs; Python {platform.python_version()}; numpy {np.__version__}"
 
 
 def simulated_frames(seconds: float, render: bool) -> float:
@@ -93,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
     args = parser.parse_args()
-    print(f"machine: {_machine()}")
+    print(f"machine: {describe()}; numpy {np.__version__}")
     print(f"simulation (no rendering):   {simulated_frames(args.seconds, render=False):8.0f} frames/s")
     print(f"simulation + render 360x640: {simulated_frames(args.seconds, render=True):8.0f} frames/s")
     turns, frames = env_turns(args.seconds)

@@ -19,24 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/machine.py, beside this script
+
 from lmmr1_agent.learner.config import load_yaml, resolve
 from lmmr1_agent.train import default_config, run_stage
-
-
-def _machine() -> str:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}; {os.cpu_count()} logical CPUs; Python {platform.python_version()}"
 
 
 def measure(runners: int, steps: int, threads: int, folder: Path) -> dict[str, float]:
@@ -66,7 +56,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per phase (default: 2)")
     parser.add_argument("--runners", type=int, nargs="+", default=[0, 1, 2], help="settings (default: 0 1 2)")
     args = parser.parse_args()
-    print(f"machine: {_machine()}")
+    print(f"machine: {describe()}")
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         for runners in args.runners:

@@ -16,7 +16,7 @@ from lmmr1_agent.rollout import play_episodes
 from lmmr1_agent.train import run_stage
 from lmmr1_env import build_messages
 from tests.test_train import tiny_config
-from tests.tiny_models import build_llama
+from tests.tiny_models import build_graft, build_llama
 
 COUNTDOWN = [{"id": "Toy/Countdown-v0", "weight": 1.0, "kwargs": {}}]
 
@@ -28,19 +28,8 @@ def tiny_llama(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_graft(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaForCausalLM
-
-    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
-
     llama = build_llama(tmp_path_factory.mktemp("tiny-llama-long"), max_positions=4096)  # Sokoban's text maps
-    model, tokenizer = graft_into_qwen2_5_vl(LlamaForCausalLM.from_pretrained(llama),
-                                             AutoTokenizer.from_pretrained(llama),
-                                             vision={"depth": 1, "hidden_size": 32, "num_heads": 2,
-                                                     "intermediate_size": 64})
-    folder = tmp_path_factory.mktemp("tiny-graft-multiturn")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_graft(tmp_path_factory.mktemp("tiny-graft-multiturn"), llama)
 
 
 def _template_ids(agent, conversation):

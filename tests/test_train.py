@@ -18,7 +18,7 @@ import tests.toy_env  # noqa: F401  (registers Toy/Digits-v0)
 from lmmr1_agent.learner.checkpoint import latest_checkpoint, save_checkpoint
 from lmmr1_agent.learner.config import ConfigError, resolve
 from lmmr1_agent.train import main, run_stage
-from tests.tiny_models import build_llama
+from tests.tiny_models import build_graft, build_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = [{"id": "Toy/Digits-v0", "weight": 1.0, "kwargs": {}}]
@@ -166,16 +166,9 @@ def test_help_documents_every_option():
 
 def test_fre_then_mgt_on_a_tiny_graft(tiny_llama, tmp_path):
     """MGT starts from FRE's weights grafted onto the VL model's vision tower, and trains on images."""
-    from transformers import AutoTokenizer, LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
+    from transformers import LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
 
-    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
-
-    vision = {"depth": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64}
-    base_vl = tmp_path / "tiny-vl"
-    model, tokenizer = graft_into_qwen2_5_vl(LlamaForCausalLM.from_pretrained(tiny_llama),
-                                             AutoTokenizer.from_pretrained(tiny_llama), vision=vision)
-    model.save_pretrained(base_vl)
-    tokenizer.save_pretrained(base_vl)
+    base_vl = build_graft(tmp_path / "tiny-vl", tiny_llama)
     run_stage(tiny_config(tiny_llama, tmp_path, num_steps=2, eval_prompts=4), progress=False)
     mgt = tiny_config(base_vl, tmp_path, stage="mgt", num_steps=2, eval_prompts=4, rollout_batch_size=2,
                       n_samples_per_prompt=4, max_pixels=56 * 56, freeze_prefix=["model.visual."],

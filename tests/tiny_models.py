@@ -49,3 +49,20 @@ def build_llama(folder: Path, *, max_positions: int = 512, seed: int = 0) -> Pat
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+#: A one-block vision tower: enough to carry images through the graft in tests.
+TINY_VISION = {"depth": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64}
+
+
+def build_graft(folder: Path, llama_folder: Path) -> Path:
+    """Save the tiny Llama at ``llama_folder`` grafted into Qwen2.5-VL (with :data:`TINY_VISION`) in ``folder``."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
+
+    model, tokenizer = graft_into_qwen2_5_vl(LlamaForCausalLM.from_pretrained(llama_folder),
+                                             AutoTokenizer.from_pretrained(llama_folder), vision=TINY_VISION)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
