@@ -153,6 +153,10 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
                                f"for {len(active)} prompts")
         still_active = []
         for i, prompt, reply in zip(active, prompts, replies):
+            if reply.context_full:  # the episode's token sequence filled the model's context
+                episodes[i].truncated = True
+                episodes[i].final_info = {**infos[i], "truncated_by": "context"}
+                continue
             obs, reward, terminated, truncated, info = envs[i].step(reply.text)
             last = latest[i]
             episode = episodes[i]

@@ -135,3 +135,19 @@ def test_images_of_every_turn_travel_with_the_sequence(tiny_graft):
         logp, _ = learner._logprobs(agent.model, batch)
     assert torch.allclose(logp[batch["mask"]], batch["old_logprobs"][batch["mask"]], atol=1e-4)
     learner.update(samples)
+
+
+def test_an_episode_that_fills_the_context_ends_truncated(tiny_llama):
+    """A continued episode with no room for another response ends as truncated; the batch plays on."""
+    agent = HFAgent(str(tiny_llama), temperature=1.0, max_new_tokens=6, seed=4)
+    full = list(play_episodes(lambda: gym.make("Toy/Countdown-v0"), agent, [5], history="full",
+                              demonstration=False, sampling_seeds=[9]))[0]
+    assert len(full.turns) == 3 and not full.truncated
+    agent.context = len(full.turns[1].prompt_ids) + agent.max_new_tokens  # room for two turns, not three
+    cut = list(play_episodes(lambda: gym.make("Toy/Countdown-v0"), agent, [5], history="full",
+                             demonstration=False, sampling_seeds=[9]))[0]
+    assert len(cut.turns) == 2 and cut.truncated and cut.final_info["truncated_by"] == "context"
+    assert [t.response_ids for t in cut.turns] == [t.response_ids for t in full.turns[:2]]
+    agent.context = 10  # a first prompt that does not fit is the user's error, said plainly
+    with pytest.raises(ValueError, match="exceeds .* context of 10"):
+        list(play_episodes(lambda: gym.make("Toy/Countdown-v0"), agent, [5], history="full", demonstration=False))

@@ -22,6 +22,9 @@ class Response:
     truncated: bool = False
     #: The prompt's token ids exactly as the model saw them (trainable agents only; images expanded).
     prompt_token_ids: list[int] | None = None
+    #: No response: a continued episode (``prefix_ids``) has no room left in the model's context for another
+    #: one. The rollout ends that episode as truncated.
+    context_full: bool = False
 
 
 class Agent(ABC):

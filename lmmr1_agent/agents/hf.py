@@ -251,11 +251,21 @@ class HFAgent(Agent):
         if seeds is None:
             seeds = self._seeds.integers(1 << 62, size=len(conversations)).tolist()
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        for i, length in enumerate(lengths):
-            if length + self.max_new_tokens > self.context:
-                raise ValueError(f"prompt {i} is {length} tokens (images included); with max_new_tokens="
+        over = [i for i, length in enumerate(lengths) if length + self.max_new_tokens > self.context]
+        for i in over:
+            if prefix_ids is None or prefix_ids[i] is None:
+                raise ValueError(f"prompt {i} is {lengths[i]} tokens (images included); with max_new_tokens="
                                  f"{self.max_new_tokens} it exceeds {self.name}'s context of {self.context}: "
                                  "lower max_pixels, the image size or max_new_tokens")
+        if over:  # continued episodes that filled the context end there; the others go on
+            keep = [i for i in range(len(conversations)) if i not in over]
+            replies = [Response(text="", context_full=True) for _ in conversations]
+            if keep:
+                kept = self.respond([conversations[i] for i in keep], [infos[i] for i in keep],
+                                    prefix_ids=[prefix_ids[i] for i in keep], seeds=[seeds[i] for i in keep])
+                for i, reply in zip(keep, kept):
+                    replies[i] = reply
+            return replies
         sampler = RowSampler(seeds, self.temperature, self.banned_token_ids)
         # generate() only decodes greedily here: the sampler has already drawn each row's token.
         out = self.model.generate(
