@@ -28,7 +28,8 @@ from tqdm import tqdm
 from lmmr1_agent.learner.checkpoint import latest_checkpoint
 from lmmr1_agent.learner.config import FIELDS, STAGES, ConfigError, StageConfig, add_arguments, load_yaml, resolve
 from lmmr1_agent.learner.plots import reward_curve
-from lmmr1_agent.learner.trainer import episodes_to_samples, summarize_eval
+from lmmr1_agent.learner.samples import episodes_to_samples
+from lmmr1_agent.learner.trainer import summarize_eval
 from lmmr1_agent.learner.workers import SUMMARY, LearnerDied, LocalWorkers
 from lmmr1_agent.models.embedded import resolve_model
 from lmmr1_agent.report import write_report

@@ -11,7 +11,8 @@ import torch
 
 import tests.toy_env  # noqa: F401  (registers Toy/Countdown-v0)
 from lmmr1_agent.agents.hf import HFAgent
-from lmmr1_agent.learner.trainer import Learner, episodes_to_samples
+from lmmr1_agent.learner.samples import episodes_to_samples
+from lmmr1_agent.learner.trainer import Learner
 from lmmr1_agent.rollout import play_episodes
 from lmmr1_agent.train import run_stage
 from lmmr1_env import build_messages

@@ -1,5 +1,6 @@
 """The learner, after LMM-R1's OpenRLHF fork: estimators and losses as pure functions (`algorithms`), the stage
-config (`config`), the env-runner and learner halves (`trainer`), atomic checkpoints (`checkpoint`), plots."""
+config (`config`), episodes → samples (`samples`), the env-runner and learner halves (`trainer`), where they run
+(`workers`: in-process; `ray_workers`: Ray actors), atomic checkpoints (`checkpoint`), plots."""
 
 from lmmr1_agent.learner.algorithms import (
     AGGREGATIONS,

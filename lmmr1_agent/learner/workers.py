@@ -21,7 +21,8 @@ import torch
 from lmmr1_agent.agents.hf import HFAgent
 from lmmr1_agent.learner.checkpoint import load_trainer_state, save_checkpoint
 from lmmr1_agent.learner.config import StageConfig
-from lmmr1_agent.learner.trainer import EnvRunner, Learner, Sample
+from lmmr1_agent.learner.samples import Sample
+from lmmr1_agent.learner.trainer import EnvRunner, Learner
 from lmmr1_agent.rollout import Episode
 
 SUMMARY = "summary.json"
