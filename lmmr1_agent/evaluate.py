@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "repeat for several (default: LMMR1/TextMath-v0)")
     parser.add_argument("--agent", default="oracle",
                         help="scripted name (idle, random, oracle, game agents), embedded / embedded-vl (the built-in "
-                             "SmolLM2-135M and its VL graft), a model folder or hub id, vllm:MODEL, or an "
+                             "SmolLM2-135M and its VL graft with the aligned vision tower; embedded-vl-random: "
+                             "with a fresh, blind tower), a model folder or hub id, vllm:MODEL, or an "
                              "OpenAI-compatible URL such as http://127.0.0.1:8000/v1 (default: oracle)")
     parser.add_argument("--api-model", help="model name to request from an OpenAI-compatible --agent URL")
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY",

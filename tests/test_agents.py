@@ -227,3 +227,29 @@ def test_http_agent_respects_its_concurrency_limit():
         assert len(agent.act([TEXT_CHAT] * 9, [{}] * 9)) == 9
         agent.close()
     assert server.max_in_flight == 3
+
+
+def test_qwen_vl_models_get_3d_image_positions_and_the_graft_keeps_sequence_ones(tiny_graft, tmp_path):
+    """A real Qwen2.5-VL needs ``mm_token_type_ids`` for its 3-D (time, height, width) image positions; the
+    embedded graft, whose language model only knows 1-D RoPE, declares sequence positions instead."""
+    import json
+
+    graft = HFAgent(str(tiny_graft), max_new_tokens=2)
+    assert "mm_token_type_ids" not in graft.adapter.prepare([IMAGE_CHAT])
+    config = json.loads((tiny_graft / "config.json").read_text())
+    assert config.pop("lmmr1_image_positions") == "sequence"
+    qwen = tmp_path / "qwen"
+    qwen.mkdir()
+    for item in tiny_graft.iterdir():
+        (qwen / item.name).write_bytes(item.read_bytes())
+    (qwen / "config.json").write_text(json.dumps(config))
+    agent = HFAgent(str(qwen), max_new_tokens=2)
+    inputs = agent.adapter.prepare([IMAGE_CHAT])
+    image = inputs["input_ids"][0] == agent.model.config.image_token_id
+    assert torch.equal(inputs["mm_token_type_ids"][0].bool(), image)
+    positions, _ = agent.model.model.get_rope_index(
+        inputs["input_ids"], image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"],
+        mm_token_type_ids=inputs["mm_token_type_ids"])
+    height, width = positions[1, 0, image], positions[2, 0, image]
+    assert len(set(height.tolist())) > 1 and len(set(width.tolist())) > 1  # a grid, not a line
+    assert agent.act([IMAGE_CHAT], [{}])[0].token_ids  # generation runs with them

@@ -17,7 +17,8 @@ def make_agent(spec: str, *, seed: int = 0, temperature: float = 0.0, max_new_to
     - ``http://…`` / ``https://…``: an OpenAI-compatible endpoint serving ``api_model``;
     - ``vllm:MODEL``: MODEL generated with vLLM (GPU extra);
     - anything else: a Hugging Face model — ``embedded`` (SmolLM2-135M-Instruct), ``embedded-vl`` (its
-      Qwen2.5-VL graft), a local folder or a hub id.
+      Qwen2.5-VL graft with the aligned vision tower), ``embedded-vl-random`` (the same graft with a fresh,
+      blind tower), a local folder or a hub id.
     """
     if spec in AGENTS:
         return AGENTS[spec](seed=seed)

@@ -123,6 +123,10 @@ class QwenVLAdapter(TextAdapter):
             min_pixels=min_pixels, max_pixels=max_pixels, patch_size=vision.patch_size,
             temporal_patch_size=vision.temporal_patch_size, merge_size=vision.spatial_merge_size)
         self.image_token = tokenizer.convert_ids_to_tokens(config.image_token_id)
+        self.image_token_id, self.video_token_id = config.image_token_id, config.video_token_id
+        #: Qwen2.5-VL's 3-D (time, height, width) positions for image tokens, unless the model says its images
+        #: take plain sequence positions (the embedded graft: its language model only knows 1-D RoPE).
+        self.multimodal_positions = getattr(config, "lmmr1_image_positions", "mrope") != "sequence"
 
     def render(self, conversation: Sequence[Message], add_generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=add_generation_prompt,
@@ -147,8 +151,17 @@ class QwenVLAdapter(TextAdapter):
             pieces = text.split(self.image_token)
             shown = mine[len(mine) - (len(pieces) - 1):] if len(pieces) > 1 else []
             expanded.append(pieces[0] + "".join(self.image_token * n + piece for n, piece in zip(shown, pieces[1:])))
-        inputs = self.tokenize(expanded, prefixes)
-        return {**inputs, "pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"]}
+        inputs = {**self.tokenize(expanded, prefixes), "pixel_values": processed["pixel_values"],
+                  "image_grid_thw": processed["image_grid_thw"]}
+        return {**inputs, **self.token_types(inputs["input_ids"])}
+
+    def token_types(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``mm_token_type_ids`` (image 1, video 2, text 0): without them Qwen2.5-VL gives image tokens 1-D
+        positions instead of their 3-D multimodal RoPE ones. Empty for models that want sequence positions."""
+        if not self.multimodal_positions:
+            return {}
+        return {"mm_token_type_ids": (input_ids == self.image_token_id).int()
+                + 2 * (input_ids == self.video_token_id).int()}
 
 
 class RowSampler:

@@ -205,6 +205,7 @@ class Learner:
             images = self.agent.adapter.prepare([s.conversation for s in samples])
             if "pixel_values" in images:
                 batch["pixel_values"], batch["image_grid_thw"] = images["pixel_values"], images["image_grid_thw"]
+                batch.update(self.agent.adapter.token_types(ids))
         return batch
 
     def _logprobs(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,7 +318,8 @@ class Learner:
 
     @staticmethod
     def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw") if k in batch}
+        keys = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
+        return {k: batch[k] for k in keys if k in batch}
 
     @staticmethod
     def _place(rows: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:

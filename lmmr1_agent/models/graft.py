@@ -77,6 +77,9 @@ def graft_into_qwen2_5_vl(llama, tokenizer, *, seed: int = 0, vision: dict | Non
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
+    # The grafted language model only knows 1-D RoPE: image tokens keep sequence positions, like text
+    # (QwenVLAdapter reads this; a real Qwen2.5-VL gets its 3-D multimodal positions).
+    config.lmmr1_image_positions = "sequence"
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)

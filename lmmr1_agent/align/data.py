@@ -1,0 +1,134 @@
+"""(image, text) pairs for alignment, drawn on the fly from the VisualMath families' training split.
+
+Each figure comes with what the generator knows about it: integer ``labels`` (the numbers a solver reads
+off the figure, one per slot, for the label heads) and a short ``description`` in words (the text the
+language phase teaches inside ``<think>``). Rows come from the env's own ``generate_task(split="train")``,
+so no aligned figure is ever a test problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lmmr1_env.visualmath.drawing import COLOURS
+from lmmr1_env.visualmath.env import generate_task, render_task
+from lmmr1_env.visualmath.generators import FAMILIES
+
+#: Label slots per figure; unused slots are masked out of the loss.
+NUM_SLOTS = 8
+#: Label values are classes 0 .. NUM_VALUES - 1 (angles reach 180; larger values are clipped).
+NUM_VALUES = 200
+FAMILY_NAMES = tuple(FAMILIES)
+_COLOUR_NAMES = tuple(COLOURS)[:4]
+
+
+def _counts_by_colour(shapes: Sequence[Sequence]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for shape in shapes:
+        counts[shape[1]] = counts.get(shape[1], 0) + 1
+    return counts
+
+
+def figure_labels(family: str, params: dict) -> list[int]:
+    """The numbers the figure shows, in a fixed slot order per family (at most :data:`NUM_SLOTS`).
+
+    Figures of the easiest difficulty get a slot per thing drawn (each bar, each colour's count, ...);
+    other figures fall back to ``params["operands"]``, the numbers their question needs.
+    """
+    if family not in FAMILY_NAMES:
+        raise ValueError(f"no alignment labels for VisualMath family {family!r}")
+    if family == "angles" and "angles" in params and "shown" in params:
+        values = [params["angles"][i] for i in params["shown"]]
+    elif family == "polygons" and "w" in params and "h" in params:
+        values = [params["w"], params["h"]]
+    elif family == "coordinates":
+        values = [c for point in params["points"].values() for c in point]
+    elif family in ("bar_chart", "line_chart") and "values" in params:
+        values = list(params["values"])
+    elif family == "table" and "prices" in params and "sold" in params:
+        values = [*params["prices"], *params["sold"]]
+    elif family == "counting":
+        counts = _counts_by_colour(params["shapes"])
+        values = [counts.get(c, 0) for c in _COLOUR_NAMES]
+    elif family == "clock":
+        values = [v for clock in params["clocks"] for v in clock]
+    elif family == "shaded_fraction":
+        values = [len(params["cells"]), params["rows"] * params["cols"]]
+    else:
+        values = list(params["operands"])
+    return [min(max(int(round(float(v))), 0), NUM_VALUES - 1) for v in values[:NUM_SLOTS]]
+
+
+def describe(family: str, params: dict) -> str:
+    """A short description in words of what the figure shows (what is needed to answer its question)."""
+    if family == "angles" and "angles" in params and "shown" in params:
+        return "The angles shown are " + " and ".join(f"{params['angles'][i]}°" for i in params["shown"]) + "."
+    if family == "polygons" and "w" in params:
+        return f"The rectangle is {params['w']} cm by {params['h']} cm."
+    if family == "circles" and "r" in params:
+        return f"The radius is {params['r']} cm."
+    if family == "coordinates":
+        return " ".join(f"{name} is at ({x}, {y})." for name, (x, y) in params["points"].items())
+    if family == "bar_chart" and "cats" in params and "values" in params:
+        return ", ".join(f"{c}: {v}" for c, v in zip(params["cats"], params["values"])) + "."
+    if family == "line_chart" and "years" in params and "values" in params:
+        return ", ".join(f"{y}: {v}" for y, v in zip(params["years"], params["values"])) + "."
+    if family == "table" and {"items", "prices", "sold"} <= set(params):
+        return "; ".join(f"{item}: ${p}, {s} sold" for item, p, s in
+                         zip(params["items"], params["prices"], params["sold"])) + "."
+    if family == "counting" and "shapes" in params:
+        counts = _counts_by_colour(params["shapes"])
+        kind = params["shapes"][0][0] if params["shapes"] else "shape"
+        return ", ".join(f"{n} {colour} {kind}s" for colour, n in counts.items()) + "."
+    if family == "clock" and "clocks" in params:
+        return " ".join(f"The clock shows {h}:{m:02d}." for h, m in params["clocks"])
+    if family == "shaded_fraction" and {"cells", "rows", "cols"} <= set(params):
+        return f"{len(params['cells'])} of {params['rows'] * params['cols']} equal parts are shaded."
+    return "The figure shows " + ", ".join(str(v) for v in params["operands"]) + "."
+
+
+def _asked_item(task: dict) -> str | None:
+    """The one bar, year or table row a chart or table question names, or None."""
+    params, question = task["params"], task["problem"].lower()
+    names = {"bar_chart": params.get("cats"), "line_chart": params.get("years"), "table": params.get("items")}
+    candidates = names.get(task["family"]) or []
+    found = [str(n) for n in candidates if str(n).lower().rstrip("s") in question]
+    return found[0] if len(found) == 1 else None
+
+
+def reasoning(task: dict) -> str:
+    """What the language phase teaches inside ``<think>``: the figure's description, or for a chart or table
+    question at difficulty 1 only the asked entry (``"May: 8."``), so the response stays under 48 tokens."""
+    item = _asked_item(task) if task.get("difficulty") == 1 else None
+    if item is not None:
+        return f"{item}: {task['answer']}."
+    return describe(task["family"], task["params"])
+
+
+def target_text(task: dict) -> str:
+    """The response the language phase teaches: reasoning, then the gold answer in the env's format."""
+    return f"<think>{reasoning(task)}</think><answer>{task['answer']}</answer>"
+
+
+def draw_rows(split: str, first_seed: int, count: int, families: Sequence[str], difficulties: Sequence[int],
+              image_size: int) -> list[dict]:
+    """``count`` env task rows (seeds ``first_seed ..``) with ``image`` (H, W, 3 uint8), ``labels``, ``family_id``."""
+    rows = []
+    for seed in range(first_seed, first_seed + count):
+        task = generate_task(split, seed, families, difficulties)
+        labels = figure_labels(task["family"], task["params"])
+        rows.append({**task, "image": render_task(task, (image_size, image_size)), "labels": labels,
+                     "family_id": FAMILY_NAMES.index(task["family"])})
+    return rows
+
+
+def label_arrays(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(family_ids (B,), labels (B, NUM_SLOTS), mask (B, NUM_SLOTS))`` as int64 / bool arrays."""
+    labels = np.zeros((len(rows), NUM_SLOTS), np.int64)
+    mask = np.zeros((len(rows), NUM_SLOTS), bool)
+    for i, row in enumerate(rows):
+        labels[i, :len(row["labels"])] = row["labels"]
+        mask[i, :len(row["labels"])] = True
+    return np.array([r["family_id"] for r in rows], np.int64), labels, mask

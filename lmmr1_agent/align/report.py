@@ -1,0 +1,155 @@
+"""``python -m lmmr1_agent.align.report``: the README table and the curve PNG of an alignment.
+
+Reads ``lmmr1_agent.evaluate`` outputs (one ``--output`` folder per model, every family as its own
+``--env`` in the same order) and the shipped ``recipe.json``; writes ``table.md`` and ``curve.png``.
+Accuracy is the env's own judge (``info["success"]``); chance is the accuracy of a blind constant guess
+fitted to the training split: always the most common answer of 2,000 training problems of the family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from lmmr1_agent.align.data import reasoning
+from lmmr1_env.visualmath.env import generate_task
+
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_NUMBER = re.compile(r"\d+")
+
+
+def stderr(p: float, n: int) -> float:
+    """Binomial standard error of a rate ``p`` measured on ``n`` episodes."""
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
+
+
+def read_run(folder: Path) -> list[dict]:
+    """Per env spec of an evaluate run: ``{"family", "episodes": [records]}`` (episodes.jsonl is in spec order)."""
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))["results"]
+    records = [json.loads(line) for line in (folder / "episodes.jsonl").read_text(encoding="utf-8").splitlines()]
+    out, start = [], 0
+    for row in results:
+        (family,) = row["kwargs"]["families"]
+        out.append({"family": family, "difficulty": row["kwargs"].get("difficulty", 2),
+                    "episodes": records[start:start + row["episodes"]]})
+        start += row["episodes"]
+    return out
+
+
+def family_scores(run: dict) -> dict:
+    """Accuracy, chance and description accuracy of one family's episodes."""
+    episodes = run["episodes"]
+    tasks = [generate_task("test", e["seed"], [run["family"]], [run["difficulty"]]) for e in episodes]
+    n = len(episodes)
+    accuracy = sum(bool(e["success"]) for e in episodes) / n
+    family, difficulty = [run["family"]], [run["difficulty"]]
+    train = Counter(generate_task("train", seed, family, difficulty)["answer"] for seed in range(2000))
+    guess = train.most_common(1)[0][0]
+    chance = sum(t["answer"] == guess for t in tasks) / n
+    distinct = len({(t["problem"], json.dumps(t["params"], sort_keys=True)) for t in tasks})
+    exact = numbers = 0
+    for episode, task in zip(episodes, tasks):
+        gold = reasoning(task)
+        found = _THINK.findall(episode["turns"][0]["response"] or "")
+        said = found[0].strip() if found else ""
+        exact += said == gold
+        numbers += bool(said) and _NUMBER.findall(said) == _NUMBER.findall(gold)
+    return {"n": n, "distinct": distinct, "accuracy": accuracy, "chance": chance, "description_exact": exact / n,
+            "numbers_right": numbers / n}
+
+
+def markdown_table(random_runs: list[dict], aligned_runs: list[dict]) -> str:
+    """The README table: per family, random-tower and aligned accuracy ± SE, chance, description accuracy."""
+    lines = ["| family | episodes (distinct problems) | chance | random tower | aligned | (aligned − chance) / SE | "
+             "description exact | numbers read right |", "|---|---|---|---|---|---|---|---|"]
+    for blind, seeing in zip(random_runs, aligned_runs):
+        if blind["family"] != seeing["family"]:
+            raise ValueError(f"runs list families in different orders: {blind['family']} vs {seeing['family']}")
+        b, a = family_scores(blind), family_scores(seeing)
+        se = stderr(a["accuracy"], a["n"])
+        margin = (a["accuracy"] - a["chance"]) / se if se > 0 else float("inf") if a["accuracy"] > a["chance"] else 0
+        lines.append(f"| {seeing['family']} | {a['n']} ({a['distinct']}) | {a['chance']:.0%} | {b['accuracy']:.0%} ± "
+                     f"{stderr(b['accuracy'], b['n']):.0%} | {a['accuracy']:.0%} ± {se:.0%} | {margin:+.1f} | "
+                     f"{a['description_exact']:.0%} | {a['numbers_right']:.0%} |")
+    return "\n".join(lines)
+
+
+def line_plot(path: Path, title: str, series: dict[str, list[tuple[float, float]]], x_label: str,
+              size: tuple[int, int] = (760, 440)) -> Path:
+    """Lines of (x, y) points with y a share (0 to the next tenth above the largest), drawn with PIL."""
+    width, height = size
+    left, right, top, bottom = 56, 200, 36, 46
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font, small = ImageFont.load_default(size=15), ImageFont.load_default(size=12)
+    last = max((x for points in series.values() for x, _ in points), default=1.0) or 1.0
+    ceiling = min(1.0, math.ceil(10 * max((y for points in series.values() for _, y in points), default=1.0)) / 10)
+    ceiling = ceiling or 1.0
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return left + (width - left - right) * x / last, top + (height - top - bottom) * (1 - y / ceiling)
+
+    draw.text((left, 8), title, fill="black", font=font)
+    draw.rectangle([left, top, width - right, height - bottom], outline=(120, 120, 120))
+    for k in range(6):
+        _, y = xy(0, ceiling * k / 5)
+        draw.line([left - 4, y, left, y], fill="black")
+        draw.text((8, y - 7), f"{ceiling * k / 5:.0%}", fill="black", font=small)
+        x, _ = xy(last * k / 5, 0)
+        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
+        draw.text((x - 10, height - bottom + 6), f"{last * k / 5:.{0 if last >= 10 else 1}f}", fill="black", font=small)
+    draw.text(((width - right) // 2, height - 20), x_label, fill="black", font=small)
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+    for index, (name, points) in enumerate(series.items()):
+        colour = colours[index % len(colours)]
+        coords = [xy(x, y) for x, y in points]
+        if len(coords) > 1:
+            draw.line(coords, fill=colour, width=2)
+        for cx, cy in coords:
+            draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=colour)
+        draw.text((width - right + 10, top + 18 * index), name, fill=colour, font=small)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def recipe_series(recipe: dict) -> dict[str, list[tuple[float, float]]]:
+    """The shipped run's held-out curve against wall-clock minutes, one line per measure."""
+    phase1 = [p for p in recipe["curve"] if p["phase"] == "labels"]
+    answers = [(p["minutes"], p["held_out_answer_right"]) for p in recipe["curve"] if p["phase"] == "language"]
+    return {"1: labels read right": [(p["minutes"], p["held_out_labels_right"]["labels"]["all"]) for p in phase1],
+            "1: figures all right": [(p["minutes"], p["held_out_labels_right"]["figures"]["all"]) for p in phase1],
+            "2: answers right (TF)": answers}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lmmr1_agent.align.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--random", type=Path, required=True, help="evaluate --output folder of embedded-vl-random")
+    parser.add_argument("--aligned", type=Path, required=True, help="evaluate --output folder of embedded-vl")
+    parser.add_argument("--recipe", type=Path, help="recipe.json of the aligned weights (default: the shipped one)")
+    parser.add_argument("--out", type=Path, default=Path("docs/alignment"), help="folder for table.md and curve.png")
+    args = parser.parse_args(argv)
+    for folder in (args.random, args.aligned):
+        if not (folder / "results.json").is_file():
+            raise SystemExit(f"{folder}: no results.json (run python -m lmmr1_agent.evaluate --output {folder})")
+    from lmmr1_agent.models.embedded import VISION_RECIPE
+
+    recipe = json.loads((args.recipe or VISION_RECIPE).read_text(encoding="utf-8"))
+    table = markdown_table(read_run(args.random), read_run(args.aligned))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
+    line_plot(args.out / "curve.png", "alignment: held-out accuracy vs training minutes", recipe_series(recipe),
+              "minutes (wall clock, 2 CPU cores)")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
