@@ -37,7 +37,8 @@ class StageConfig:
     """Everything one stage of training needs (FRE on text envs, or MGT on multimodal envs)."""
 
     stage: str = _f("fre", "stage: fre (text RL) or mgt (multimodal RL, starts from the FRE result)")
-    model: str = _f("embedded", "policy to start from: embedded, embedded-vl, a model folder or hub id")
+    model: str = _f("embedded", "policy to start from: embedded, embedded-vl (aligned tower), embedded-vl-random, "
+                    "a model folder or hub id")
     envs: list = _f([{"id": "LMMR1/TextMath-v0", "weight": 1.0, "kwargs": {}}],
                     "env mixture: a list of {id, weight, kwargs}; --env ID replaces it with one env")
     advantage_estimator: str = _f("group_norm", f"advantage estimator: {', '.join(ESTIMATORS)}")
