@@ -30,9 +30,14 @@ EVAL_KEY = 2**32 - 1
 
 def step_envs(config: StageConfig, step: int) -> np.ndarray:
     """Which env of the mixture each prompt of training ``step`` plays (a pure function of seed and step)."""
-    weights = np.array([float(e.get("weight", 1.0)) for e in config.envs])
     rng = np.random.default_rng([config.seed, step])
-    return rng.choice(len(config.envs), size=config.rollout_batch_size, p=weights / weights.sum())
+    return rng.choice(len(config.envs), size=config.rollout_batch_size, p=mixture_weights(config))
+
+
+def mixture_weights(config: StageConfig) -> np.ndarray:
+    """The env mixture's weights, normalised to sum to 1."""
+    weights = np.array([float(e.get("weight", 1.0)) for e in config.envs])
+    return weights / weights.sum()
 
 
 class EnvRunner:
@@ -45,8 +50,7 @@ class EnvRunner:
 
     def __init__(self, config: StageConfig, agent: HFAgent):
         self.config, self.agent = config, agent
-        self.weights = np.array([float(e.get("weight", 1.0)) for e in config.envs])
-        self.weights /= self.weights.sum()
+        self.weights = mixture_weights(config)
         #: The version of the weights this runner plays with (0: the stage's starting weights).
         self.version = 0
 
