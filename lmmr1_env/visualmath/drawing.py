@@ -61,18 +61,30 @@ def text_mask(text: str, pixels: int, anchor: str) -> tuple[Image.Image, tuple[i
     return mask, (left, top)
 
 
-class Canvas:
-    """A white square image of ``side`` pixels with drawing calls in design units (0–448, y down)."""
+#: A layout ``(zoom, dx, dy)`` that draws the design square exactly onto the image.
+FULL_LAYOUT = (1.0, 0.0, 0.0)
 
-    def __init__(self, side: int):
+
+class Canvas:
+    """A white square image of ``side`` pixels with drawing calls in design units (0–448, y down).
+
+    ``layout = (zoom, dx, dy)`` places the design square on the image: scaled by ``zoom`` about its centre,
+    then moved by ``(dx, dy)`` design units. Sizes (line widths, radii, text) scale with it.
+    """
+
+    def __init__(self, side: int, layout: Sequence[float] = FULL_LAYOUT):
+        zoom, dx, dy = layout
         self.side = side
-        self.scale = side / DESIGN
+        #: Pixels per design unit.
+        self.scale = side / DESIGN * zoom
+        unit = side / DESIGN
+        self.origin = ((DESIGN / 2 * (1 - zoom) + dx) * unit, (DESIGN / 2 * (1 - zoom) + dy) * unit)
         self.image = Image.new("RGB", (side, side), WHITE)
         self.draw = ImageDraw.Draw(self.image)
 
     def px(self, x: float, y: float) -> Point:
         """Design units to pixels."""
-        return x * self.scale, y * self.scale
+        return self.origin[0] + x * self.scale, self.origin[1] + y * self.scale
 
     def _w(self, width: float) -> int:
         return max(1, round(width * self.scale))

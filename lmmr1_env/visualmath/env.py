@@ -32,7 +32,7 @@ def generate_task(split: str, seed: int, families: Sequence[str], difficulties: 
 
 
 def _draw(family: str, rng: np.random.Generator, difficulty: int) -> TaskRow:
-    return FAMILIES[family].draw(rng, difficulty)
+    return FAMILIES[family].problem(rng, difficulty)
 
 
 def render_task(task: TaskRow, image_size: tuple[int, int]) -> np.ndarray:
@@ -97,7 +97,10 @@ class VisualMathEnv(MathEnv):
     ``render()`` returns the current image).
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version. Revised before the first release: every procedural figure has a drawn layout (a
+      zoom of 80–95 % and a shift, ``params["layout"]``), so a difficulty with few distinct questions still has
+      distinct test figures and every answer appears in both splits (before, difficulty 1 had one test
+      clock, "4 o'clock", never seen in training). Task rows without a layout draw as before.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}

@@ -2,8 +2,11 @@
 
 A family is a drawer and a renderer (STYLE.md: generator and renderer, each pure): ``draw(rng, difficulty)``
 picks the numbers and returns a JSON-able spec ``{"problem", "answer", "params"}``; ``render(params, canvas)``
-draws the figure from ``params`` alone. Calling the family, ``family(rng, difficulty, size)``, does both and
-adds the image. Keeping them apart lets the env choose a problem's split from its spec before paying for
+draws the figure from ``params`` alone. :meth:`Family.problem` draws the numbers, then the figure's place on
+the image (``params["layout"]``: a zoom and a shift), so that two problems with the same numbers are still two
+different pictures: without it a family with few distinct questions at a difficulty (twelve clock hours) would
+put a whole answer in the test split and never train on it. Calling the family, ``family(rng, difficulty,
+size)``, does both and adds the image. Keeping them apart lets the env choose a problem's split from its spec before paying for
 pixels, and lets a logged task row be re-drawn exactly.
 
 ``params["operands"]`` lists the numbers a solver must read off the figure; they never appear in the
@@ -22,12 +25,14 @@ from PIL import Image
 
 from lmmr1_env.textmath.generators import latex_number
 from lmmr1_env.types import TaskRow
-from lmmr1_env.visualmath.drawing import Canvas
+from lmmr1_env.visualmath.drawing import DESIGN, FULL_LAYOUT, Canvas
 
 DIFFICULTIES = (1, 2, 3, 4, 5)
 #: Default observation size (height, width): Qwen2.5-VL sees 448 px as 16 × 16 patches of 28 px.
 DEFAULT_IMAGE_SIZE = (448, 448)
 LETTERS = "ABCD"
+#: A figure's zoom is drawn from ZOOMS (then shifted by up to what keeps the design square on the image).
+ZOOMS = tuple(round(0.80 + 0.01 * k, 2) for k in range(16))
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "DIFFICULTIES", "Family", "choice", "fraction_latex", "integer", "latex_number",
            "multiple_choice", "pick"]
@@ -43,9 +48,14 @@ class Family:
     #: ``(params, canvas) -> None``: draws the figure in design units.
     render: Callable[[dict, Canvas], None]
 
+    def problem(self, rng: np.random.Generator, difficulty: int) -> TaskRow:
+        """``{"problem", "answer", "params"}``: the numbers from :attr:`draw`, then ``params["layout"]``."""
+        spec = self.draw(rng, difficulty)
+        return {**spec, "params": {**spec["params"], "layout": draw_layout(rng)}}
+
     def image(self, params: dict, side: int) -> Image.Image:
-        """The figure for ``params`` on a white square of ``side`` pixels."""
-        canvas = Canvas(side)
+        """The figure for ``params`` on a white square of ``side`` pixels (a row without a layout fills it)."""
+        canvas = Canvas(side, params.get("layout", FULL_LAYOUT))
         self.render(params, canvas)
         return canvas.image
 
@@ -55,8 +65,16 @@ class Family:
         if difficulty not in DIFFICULTIES:
             raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
         side = size if isinstance(size, int) else min(size)
-        spec = self.draw(rng, difficulty)
+        spec = self.problem(rng, difficulty)
         return {**spec, "image": self.image(spec["params"], side)}
+
+
+def draw_layout(rng: np.random.Generator) -> list:
+    """``[zoom, dx, dy]`` for :class:`~lmmr1_env.visualmath.drawing.Canvas`: the figure at 80–95 % of the image,
+    shifted by whole design units while the design square stays on the image."""
+    zoom = pick(rng, ZOOMS)
+    room = int(DESIGN / 2 * (1 - zoom))
+    return [zoom, integer(rng, -room, room), integer(rng, -room, room)]
 
 
 def integer(rng: np.random.Generator, low: int, high: int) -> int:
