@@ -171,3 +171,16 @@ def test_shipped_aligned_graft_rebuilds_to_the_recorded_output(tmp_path):
     assert np.allclose(got["top_logits"], expected["top_logits"], atol=1e-3)
     assert resolve_model("embedded-vl").rsplit("/", 1)[-1].startswith(VL_ALIGNED_NAME)
     assert resolve_model("embedded-vl-random").rsplit("/", 1)[-1] == VL_NAME
+
+
+def test_probe_trains_a_bare_tower_on_one_family_and_reports_chance():
+    from lmmr1_agent.align.probe import main, probe
+
+    lines = []
+    curve = probe("counting", steps=3, batch=4, lr=1e-3, depth=1, width=32, window=56, image_size=56, held_out=8,
+                  every=2, hidden=48, log=lines.append)
+    assert [p["step"] for p in curve] == [2, 3] and [p["images"] for p in curve] == [8, 12]
+    assert all(0 <= p["accuracy"] <= 1 and 0 < p["chance"] <= 1 and np.isfinite(p["loss"]) for p in curve)
+    assert "held-out" in lines[-1] and "chance" in lines[-1]
+    with pytest.raises(SystemExit, match="multiples of 28"):
+        main(["--image-size", "100"])

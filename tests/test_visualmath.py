@@ -132,6 +132,36 @@ def test_no_test_problem_is_a_training_problem():
     assert env.reset(seed=0)[1]["task"]["id"].endswith("/test/0")
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_easiest_test_split_is_many_figures_whose_answers_training_also_has(family):
+    """Difficulty 1 has few distinct questions (twelve clock hours); the drawn layout keeps 100 test seeds 100
+    different figures and leaves no test answer unseen in training (the split once held one clock: "4 o'clock")."""
+    test = [generate_task("test", s, [family], [1]) for s in range(100)]
+    train_answers = {generate_task("train", s, [family], [1])["answer"] for s in range(400)}
+    assert len({json.dumps(t["params"], sort_keys=True) for t in test}) >= 95
+    unseen = [t["answer"] for t in test if t["answer"] not in train_answers]
+    assert len(unseen) <= 5, (family, unseen)
+
+
+def test_layout_zooms_and_shifts_the_whole_figure():
+    """The same numbers at another layout are the same drawing, smaller and moved; a row without one fills the image."""
+    spec = FAMILIES["clock"].draw(np.random.default_rng(0), 1)
+    full = np.asarray(FAMILIES["clock"].image(spec["params"], 224))
+    assert np.array_equal(full, np.asarray(FAMILIES["clock"].image({**spec["params"], "layout": [1.0, 0, 0]}, 224)))
+
+    def ink_box(image):
+        ys, xs = np.nonzero(np.asarray(image).min(axis=2) < 128)
+        return xs.min(), xs.max(), ys.min(), ys.max()
+
+    x0, x1, y0, y1 = ink_box(full)
+    small = FAMILIES["clock"].image({**spec["params"], "layout": [0.8, 20, -10]}, 224)
+    s0, s1, t0, t1 = ink_box(small)
+    assert abs((s1 - s0) - 0.8 * (x1 - x0)) <= 3 and abs((t1 - t0) - 0.8 * (y1 - y0)) <= 3
+    # centres move by the shift (design units: 448 per image side)
+    assert abs((s0 + s1) / 2 - (x0 + x1) / 2 - 20 * 224 / 448) <= 2
+    assert abs((t0 + t1) / 2 - (y0 + y1) / 2 + 10 * 224 / 448) <= 2
+
+
 def test_families_and_difficulty_arguments():
     env = gym.make("LMMR1/VisualMath-v0", families=["clock"], difficulty=5)
     for seed in range(5):

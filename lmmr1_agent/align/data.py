@@ -21,6 +21,10 @@ NUM_SLOTS = 8
 #: Label values are classes 0 .. NUM_VALUES - 1 (angles reach 180; larger values are clipped).
 NUM_VALUES = 200
 FAMILY_NAMES = tuple(FAMILIES)
+#: Families whose difficulty-1 answer is read off the drawing without digits or sums (a hand's direction, a
+#: point's place, circles by colour, shaded strips): phase 1's default. The other six need digits read (OCR)
+#: and arithmetic; phase 2 still teaches their answer format.
+PICTURE_FAMILIES = ("coordinates", "counting", "clock", "shaded_fraction")
 _COLOUR_NAMES = tuple(COLOURS)[:4]
 
 

@@ -74,7 +74,9 @@ def markdown_table(random_runs: list[dict], aligned_runs: list[dict]) -> str:
             raise ValueError(f"runs list families in different orders: {blind['family']} vs {seeing['family']}")
         b, a = family_scores(blind), family_scores(seeing)
         se = stderr(a["accuracy"], a["n"])
-        margin = (a["accuracy"] - a["chance"]) / se if se > 0 else float("inf") if a["accuracy"] > a["chance"] else 0
+        # An accuracy of 0 or 1 has no spread of its own: measure its distance in chance's standard errors.
+        scale = se if se > 0 else stderr(a["chance"], a["n"])
+        margin = (a["accuracy"] - a["chance"]) / scale if scale > 0 else 0.0
         lines.append(f"| {seeing['family']} | {a['n']} ({a['distinct']}) | {a['chance']:.0%} | {b['accuracy']:.0%} ± "
                      f"{stderr(b['accuracy'], b['n']):.0%} | {a['accuracy']:.0%} ± {se:.0%} | {margin:+.1f} | "
                      f"{a['description_exact']:.0%} | {a['numbers_right']:.0%} |")
@@ -121,12 +123,15 @@ def line_plot(path: Path, title: str, series: dict[str, list[tuple[float, float]
 
 
 def recipe_series(recipe: dict) -> dict[str, list[tuple[float, float]]]:
-    """The shipped run's held-out curve against wall-clock minutes, one line per measure."""
+    """The shipped run's held-out curve against wall-clock minutes: per phase-1 family, the share of figures
+    whose every label was read right; then phase 2's teacher-forced answers."""
     phase1 = [p for p in recipe["curve"] if p["phase"] == "labels"]
-    answers = [(p["minutes"], p["held_out_answer_right"]) for p in recipe["curve"] if p["phase"] == "language"]
-    return {"1: labels read right": [(p["minutes"], p["held_out_labels_right"]["labels"]["all"]) for p in phase1],
-            "1: figures all right": [(p["minutes"], p["held_out_labels_right"]["figures"]["all"]) for p in phase1],
-            "2: answers right (TF)": answers}
+    families = [f for f in (phase1[0]["held_out_labels_right"]["figures"] if phase1 else {}) if f != "all"]
+    series = {f"1: {family}": [(p["minutes"], p["held_out_labels_right"]["figures"][family]) for p in phase1]
+              for family in families}
+    series["2: answers right (TF)"] = [(p["minutes"], p["held_out_answer_right"]) for p in recipe["curve"]
+                                       if p["phase"] == "language"]
+    return series
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lmmr1_agent.align.data import FAMILY_NAMES, draw_rows
+from lmmr1_agent.align.data import FAMILY_NAMES, PICTURE_FAMILIES, draw_rows
 from lmmr1_agent.align.phases import (
     FrozenPrefix,
     LabelHeads,
@@ -44,16 +44,23 @@ class AlignConfig:
                                                                    "(SmolLM2-135M-Instruct) or a Llama folder"})
     output: str = field(default=str(VISION_DIR), metadata={"help": "folder for vision.safetensors and recipe.json"})
     seed: int = field(default=0, metadata={"help": "seeds the tower's initialisation and every figure drawn"})
-    families: str = field(default=",".join(FAMILY_NAMES), metadata={"help": "comma-separated VisualMath families"})
+    families: str = field(default=",".join(PICTURE_FAMILIES),
+                          metadata={"help": "comma-separated VisualMath families phase 1 learns to read"})
+    language_families: str = field(default=",".join([*PICTURE_FAMILIES, *FAMILY_NAMES]),
+                                   metadata={"help": "comma-separated families phase 2 draws its prompts from; a "
+                                                     "family named twice is drawn twice as often"})
     difficulties: str = field(default="1", metadata={"help": "comma-separated difficulties to draw figures from"})
     image_size: int = field(default=224, metadata={"help": "figure side in pixels (a multiple of 28)"})
     depth: int = field(default=6, metadata={"help": "vision tower blocks"})
     width: int = field(default=192, metadata={"help": "vision tower hidden size"})
     heads: int = field(default=4, metadata={"help": "vision tower attention heads"})
-    labels_steps: int = field(default=700, metadata={"help": "phase 1 steps (label heads, no language model)"})
+    window: int = field(default=112, metadata={"help": "attention window of the tower's blocks but the last, in "
+                                                       "pixels (a multiple of 28; Qwen2.5-VL's 112; 224 or more "
+                                                       "makes every block see the whole 224-px figure)"})
+    labels_steps: int = field(default=500, metadata={"help": "phase 1 steps (label heads, no language model)"})
     labels_batch: int = field(default=32, metadata={"help": "phase 1 figures per step"})
     labels_lr: float = field(default=1e-3, metadata={"help": "phase 1 peak learning rate (AdamW, cosine)"})
-    language_steps: int = field(default=250, metadata={"help": "phase 2 steps (through the frozen language model)"})
+    language_steps: int = field(default=450, metadata={"help": "phase 2 steps (through the frozen language model)"})
     language_batch: int = field(default=8, metadata={"help": "phase 2 figures per step"})
     language_lr: float = field(default=3e-4, metadata={"help": "phase 2 peak learning rate (AdamW, cosine)"})
     eval_every: int = field(default=100, metadata={"help": "phase 1 steps between held-out evaluations "
@@ -74,18 +81,25 @@ class AlignConfig:
         if self.image_size < 28 or self.image_size % 28:
             raise ValueError(f"--image-size must be a positive multiple of 28 (patch 14 × merge 2), "
                              f"got {self.image_size}")
+        if self.window < 28 or self.window % 28:
+            raise ValueError(f"--window must be a positive multiple of 28, got {self.window}")
         if self.width % self.heads or (self.width // self.heads) % 4:
             raise ValueError(f"--width {self.width} must split into --heads {self.heads} heads of a size "
                              "divisible by 4 (2-D rotary positions)")
-        unknown = [f for f in self.family_list if f not in FAMILY_NAMES]
-        if unknown or not self.family_list:
-            raise ValueError(f"--families: unknown {unknown}; choose from {', '.join(FAMILY_NAMES)}")
+        for name, families in (("families", self.family_list), ("language-families", self.language_family_list)):
+            unknown = [f for f in families if f not in FAMILY_NAMES]
+            if unknown or not families:
+                raise ValueError(f"--{name}: unknown {unknown}; choose from {', '.join(FAMILY_NAMES)}")
         if not self.difficulty_list or any(d not in (1, 2, 3, 4, 5) for d in self.difficulty_list):
             raise ValueError(f"--difficulties must be numbers 1-5, got {self.difficulties!r}")
 
     @property
     def family_list(self) -> list[str]:
         return [f.strip() for f in self.families.split(",") if f.strip()]
+
+    @property
+    def language_family_list(self) -> list[str]:
+        return [f.strip() for f in self.language_families.split(",") if f.strip()]
 
     @property
     def difficulty_list(self) -> list[int]:
@@ -99,7 +113,7 @@ class AlignConfig:
         """The tower's shape, as :func:`~lmmr1_agent.models.graft.graft_into_qwen2_5_vl` takes it."""
         return {"depth": self.depth, "hidden_size": self.width, "num_heads": self.heads,
                 "intermediate_size": 3 * self.width, "patch_size": 14, "spatial_merge_size": 2,
-                "temporal_patch_size": 2, "window_size": 112}
+                "temporal_patch_size": 2, "window_size": self.window}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,14 +196,18 @@ def align(config: AlignConfig, *, progress: bool = True) -> dict:
             accuracy = label_accuracy(model, heads, adapter.image_processor, held_out)
             curve.append({"phase": "labels", "step": step + 1, "minutes": round(minutes(), 2),
                           "loss": round(loss.item(), 4), "held_out_labels_right": accuracy})
+            per_family = ", ".join(f"{k} {v:.0%}" for k, v in accuracy["figures"].items() if k != "all")
             bar.write(f"[align] labels step {step + 1}: held-out labels right {accuracy['labels']['all']:.1%}, "
-                      f"figures with every label right {accuracy['figures']['all']:.1%} ({minutes():.1f} min)")
+                      f"figures with every label right {accuracy['figures']['all']:.1%} ({per_family}) "
+                      f"({minutes():.1f} min)")
     bar.close()
     scale = match_embedding_scale(model, adapter.image_processor, held_out[:64])
 
     # ---- phase 2: through the frozen language model ----
     prefix = FrozenPrefix(model, adapter)
-    prompts = draw_rows("test", _HELD_OUT_SEEDS + 1_000_000, config.eval_prompts, families, difficulties, side)
+    language_families = config.language_family_list
+    prompts = draw_rows("test", _HELD_OUT_SEEDS + 1_000_000, config.eval_prompts, sorted(set(language_families)),
+                        difficulties, side)
     optimizer = torch.optim.AdamW(trainable, lr=config.language_lr, weight_decay=0.0)
     evals = {max(1, round(config.language_steps * k / 4)) for k in range(1, 5)}
     bar = tqdm(range(config.language_steps), desc="align: language", disable=not progress, file=sys.stderr)
@@ -197,7 +215,7 @@ def align(config: AlignConfig, *, progress: bool = True) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, config.language_steps, config.language_lr, warmup=10)
         rows = draw_rows("train", _LANGUAGE_SEEDS + config.seed * 1_000_003 + step * config.language_batch,
-                         config.language_batch, families, difficulties, side)
+                         config.language_batch, language_families, difficulties, side)
         loss, stats = language_loss(model, language_batch(adapter, rows), prefix)
         optimizer.zero_grad()
         loss.backward()
@@ -242,7 +260,8 @@ def save_vision(result: dict, config: AlignConfig, command: list[str], folder: P
         "config": dataclasses.asdict(config),
         "vision": config.vision,
         "data": {"source": "lmmr1_env.visualmath.env.generate_task(split='train', ...) rendered by render_task",
-                 "families": config.family_list, "difficulties": config.difficulty_list,
+                 "families": config.family_list, "language_families": config.language_family_list,
+                 "difficulties": config.difficulty_list,
                  "image_size": config.image_size,
                  "phase 1": "figure labels (lmmr1_agent.align.data.figure_labels) read by attention heads",
                  "phase 2": "env prompt (system + demonstration + figure + question) -> "

@@ -6,8 +6,8 @@ draws the figure from ``params`` alone. :meth:`Family.problem` draws the numbers
 the image (``params["layout"]``: a zoom and a shift), so that two problems with the same numbers are still two
 different pictures: without it a family with few distinct questions at a difficulty (twelve clock hours) would
 put a whole answer in the test split and never train on it. Calling the family, ``family(rng, difficulty,
-size)``, does both and adds the image. Keeping them apart lets the env choose a problem's split from its spec before paying for
-pixels, and lets a logged task row be re-drawn exactly.
+size)``, does both and adds the image. Keeping them apart lets the env choose a problem's split from its spec
+before paying for pixels, and lets a logged task row be re-drawn exactly.
 
 ``params["operands"]`` lists the numbers a solver must read off the figure; they never appear in the
 question text (tests/test_visualmath.py checks this for every family).
