@@ -20,16 +20,17 @@ import torch
 from torch import nn
 
 from lmmr1_agent.align.data import FAMILY_NAMES, NUM_VALUES, draw_rows
+from lmmr1_agent.align.phases import pixels
+from lmmr1_agent.align.run import AlignConfig
 
 
 def build_tower(depth: int, width: int, window: int, hidden: int):
-    """A freshly initialised Qwen2.5-VL vision tower + merger with the graft's shape."""
+    """A freshly initialised Qwen2.5-VL vision tower + merger shaped as ``python -m lmmr1_agent.align`` shapes it."""
     from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
-    config = Qwen2_5_VLVisionConfig(depth=depth, hidden_size=width, num_heads=4, intermediate_size=3 * width,
-                                    patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=window,
-                                    out_hidden_size=hidden, fullatt_block_indexes=[depth - 1])
+    vision = AlignConfig(depth=depth, width=width, window=window).vision
+    config = Qwen2_5_VLVisionConfig(**vision, out_hidden_size=hidden, fullatt_block_indexes=[depth - 1])
     config._attn_implementation = "sdpa"
     return Qwen2_5_VisionTransformerPretrainedModel(config).float()
 
@@ -48,8 +49,7 @@ def probe(family: str, *, steps: int, batch: int, lr: float, depth: int, width: 
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
 
     def encode(rows):
-        out = processor(images=[r["image"] for r in rows], return_tensors="pt")
-        return out["pixel_values"], out["image_grid_thw"], torch.tensor([r["labels"][0] for r in rows])
+        return *pixels(processor, rows), torch.tensor([r["labels"][0] for r in rows])
 
     def logits(pixel_values, grid):
         tokens = tower(pixel_values, grid_thw=grid).pooler_output.view(len(grid), -1, hidden)
