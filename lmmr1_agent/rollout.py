@@ -6,7 +6,10 @@ The rollout meets environments through the Gymnasium API only and agents through
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +126,28 @@ def play_episodes(make_env: Callable[[], gym.Env], agent: Agent, seeds: Sequence
             env.close()
 
 
+_STEP_THREADS = 8
+
+
+@functools.cache
+def _step_pool(pid: int) -> ThreadPoolExecutor:
+    """This process's stepping threads (keyed by pid: a forked child cannot use its parent's threads)."""
+    return ThreadPoolExecutor(max_workers=_STEP_THREADS, thread_name_prefix="lmmr1-env-step")
+
+
+def step_all(envs: Sequence[gym.Env], actions: Sequence[str]) -> list[tuple]:
+    """``env.step(action)`` for each pair, at the same time, results in order.
+
+    A math env's step waits on a math-verify worker for up to its time budget; stepping a batch's envs from
+    threads lets the verifier pool judge them in parallel, so a batch with many hostile responses costs
+    about budget × their number / workers instead of budget × their number. Each env is stepped by one
+    thread only; envs share no mutable state.
+    """
+    if len(envs) <= 1 or any(getattr(env, "render_mode", None) == "human" for env in envs):  # one window, one thread
+        return [env.step(action) for env, action in zip(envs, actions)]
+    return list(_step_pool(os.getpid()).map(lambda pair: pair[0].step(pair[1]), zip(envs, actions)))
+
+
 def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str, history: str, send_demo: bool,
                 max_turns: int, sampling_seeds: list[int] | None) -> list[Episode]:
     # Only the latest observation is kept per episode; the chat keeps each turn's message (one PIL image each).
@@ -152,12 +177,15 @@ def _play_batch(envs: list[gym.Env], agent: Agent, seeds: list[int], env_id: str
             raise RuntimeError(f"{type(agent).__name__}.act returned {len(replies)} responses "
                                f"for {len(active)} prompts")
         still_active = []
+        stepping = [(i, reply) for i, reply in zip(active, replies) if not reply.context_full]
+        outcomes = dict(zip((i for i, _ in stepping), step_all([envs[i] for i, _ in stepping],
+                                                                [reply.text for _, reply in stepping])))
         for i, prompt, reply in zip(active, prompts, replies):
             if reply.context_full:  # the episode's token sequence filled the model's context
                 episodes[i].truncated = True
                 episodes[i].final_info = {**infos[i], "truncated_by": "context"}
                 continue
-            obs, reward, terminated, truncated, info = envs[i].step(reply.text)
+            obs, reward, terminated, truncated, info = outcomes[i]
             last = latest[i]
             episode = episodes[i]
             episode.turns.append(Turn(text=last["text"], image=last.get("image"), response=reply.text,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lmmr1_agent.learner.checkpoint import latest_checkpoint
+from lmmr1_agent.learner.checkpoint import RunLock, latest_checkpoint, remove_stale_temporaries
 from lmmr1_agent.learner.config import FIELDS, STAGES, ConfigError, StageConfig, add_arguments, load_yaml, resolve
 from lmmr1_agent.learner.plots import reward_curve
 from lmmr1_agent.learner.samples import episodes_to_samples
@@ -96,20 +96,23 @@ def run_stage(config: StageConfig, *, progress: bool = True) -> dict[str, Any]:
         print(f"[lmmr1] stage {config.stage} already finished: {final}", file=sys.stderr)
         return json.loads((final / SUMMARY).read_text())
     stage_dir.mkdir(parents=True, exist_ok=True)
-    print(f"[lmmr1] {config.stage} config: {json.dumps(vars(config))}", file=sys.stderr)
-    start = mgt_start(config, run_dir) if config.stage == "mgt" else resolve_model(config.model)
-    resume = latest_checkpoint(stage_dir)
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        workers = make_workers(config, str(resume or start))
+    with RunLock(run_dir):  # one writer per run folder; a second train on it is a one-line error
+        for leftover in remove_stale_temporaries(stage_dir):
+            print(f"[lmmr1] removed {leftover}, left by a killed run", file=sys.stderr)
+        print(f"[lmmr1] {config.stage} config: {json.dumps(vars(config))}", file=sys.stderr)
+        start = mgt_start(config, run_dir) if config.stage == "mgt" else resolve_model(config.model)
+        resume = latest_checkpoint(stage_dir)
+        threads = torch.get_num_threads()
+        if config.threads:
+            torch.set_num_threads(config.threads)
         try:
-            return _train(config, workers, stage_dir, start, resume, progress)
+            workers = make_workers(config, str(resume or start))
+            try:
+                return _train(config, workers, stage_dir, start, resume, progress)
+            finally:
+                workers.close()
         finally:
-            workers.close()
-    finally:
-        torch.set_num_threads(threads)
+            torch.set_num_threads(threads)
 
 
 def _train(config: StageConfig, workers, stage_dir: Path, start: str, resume: Path | None,

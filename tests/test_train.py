@@ -18,7 +18,7 @@ import tests.toy_env  # noqa: F401  (registers Toy/Digits-v0)
 from lmmr1_agent.learner.checkpoint import latest_checkpoint, save_checkpoint
 from lmmr1_agent.learner.config import ConfigError, resolve
 from lmmr1_agent.train import main, run_stage
-from tests.tiny_models import build_graft, build_llama
+from tests.tiny_models import build_graft, build_llama, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = [{"id": "Toy/Digits-v0", "weight": 1.0, "kwargs": {}}]
@@ -60,22 +60,13 @@ def test_kl_penalty_and_reference_model(tiny_llama, tmp_path):
     assert rows[-1]["losses/kl"] != 0.0
 
 
-def _train_cmd(model, out, steps):
-    args = ["--stage", "fre", "--model", str(model), "--env", "Toy/Digits-v0", "--num-steps", str(steps),
-            "--n-samples-per-prompt", "4", "--rollout-batch-size", "2", "--generate-max-len", "6",
-            "--eval-prompts", "4", "--save-every", "1", "--keep-checkpoints", "3", "--lr", "1e-3",
-            "--no-demonstration", "--output-dir", str(out), "--no-progress"]
-    code = f"import sys, tests.toy_env; from lmmr1_agent.train import main; sys.exit(main({args!r}))"
-    return [sys.executable, "-c", code]
-
-
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_llama, tmp_path):
     steps = 8
-    straight = subprocess.run(_train_cmd(tiny_llama, tmp_path / "straight", steps), cwd=ROOT, capture_output=True,
+    straight = subprocess.run(train_command(tiny_llama, tmp_path / "straight", steps), cwd=ROOT, capture_output=True,
                               text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
-    victim = subprocess.Popen(_train_cmd(tiny_llama, tmp_path / "killed", steps), cwd=ROOT,
+    victim = subprocess.Popen(train_command(tiny_llama, tmp_path / "killed", steps), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -89,7 +80,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_llama, tmp_path):
     assert killed_at is not None and not (tmp_path / "killed" / "fre" / "final").exists()
     saved = json.loads((killed_at / "trainer_state.json").read_text())
 
-    resumed = subprocess.run(_train_cmd(tiny_llama, tmp_path / "killed", steps), cwd=ROOT, capture_output=True,
+    resumed = subprocess.run(train_command(tiny_llama, tmp_path / "killed", steps), cwd=ROOT, capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming fre from {killed_at.name} (step {saved['step']})" in resumed.stderr
@@ -102,7 +93,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_llama, tmp_path):
     b = load_file(tmp_path / "killed" / "fre" / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     # A finished stage is not run again.
-    again = subprocess.run(_train_cmd(tiny_llama, tmp_path / "killed", steps), cwd=ROOT, capture_output=True,
+    again = subprocess.run(train_command(tiny_llama, tmp_path / "killed", steps), cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0 and "already finished" in again.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 CHATML = (
@@ -66,3 +67,13 @@ def build_graft(folder: Path, llama_folder: Path) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def train_command(model: Path, out: Path, steps: int) -> list[str]:
+    """``python -m lmmr1_agent.train`` on the toy env with ``model``, a checkpoint every step, as a subprocess argv."""
+    args = ["--stage", "fre", "--model", str(model), "--env", "Toy/Digits-v0", "--num-steps", str(steps),
+            "--n-samples-per-prompt", "4", "--rollout-batch-size", "2", "--generate-max-len", "6",
+            "--eval-prompts", "4", "--save-every", "1", "--keep-checkpoints", "3", "--lr", "1e-3",
+            "--no-demonstration", "--output-dir", str(out), "--no-progress"]
+    code = f"import sys, tests.toy_env; from lmmr1_agent.train import main; sys.exit(main({args!r}))"
+    return [sys.executable, "-c", code]

@@ -19,9 +19,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from lmmr1_agent.align.data import reasoning
+from lmmr1_env.tags import first_tag_body
 from lmmr1_env.visualmath.env import generate_task
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _NUMBER = re.compile(r"\d+")
 
 
@@ -57,8 +57,7 @@ def family_scores(run: dict) -> dict:
     exact = numbers = 0
     for episode, task in zip(episodes, tasks):
         gold = reasoning(task)
-        found = _THINK.findall(episode["turns"][0]["response"] or "")
-        said = found[0].strip() if found else ""
+        said = (first_tag_body(episode["turns"][0]["response"] or "", "think") or "").strip()
         exact += said == gold
         numbers += bool(said) and _NUMBER.findall(said) == _NUMBER.findall(gold)
     return {"n": n, "distinct": distinct, "accuracy": accuracy, "chance": chance, "description_exact": exact / n,

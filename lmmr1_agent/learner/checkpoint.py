@@ -3,22 +3,89 @@
 A checkpoint is a ``save_pretrained`` folder (loadable by the Hugging Face agent and vLLM) plus
 ``optimizer.pt`` / ``rng.pt`` (tensors only, read back with ``weights_only=True``) and
 ``trainer_state.json`` (step, seed cursor, scheduler, Python and NumPy RNG states, logger offset). It is
-built in a hidden temporary folder and renamed into place as the last step.
+built in a hidden temporary folder and renamed into place as the last step; ``trainer_state.json`` also lists
+every file's size, so a checkpoint damaged later (a truncated copy, a full disk) is recognised and the
+previous one used instead. A run folder has one writer at a time (:class:`RunLock`), and temporary folders
+left by a killed writer are removed when the next one starts (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import random
 import shutil
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from lmmr1_agent.learner.config import ConfigError
+
 STATE_FILE = "trainer_state.json"
+LOCK_FILE = ".lock"
+#: Hidden folders a writer builds before renaming them into place (checkpoints, final/, MGT's start model).
+TEMPORARY_PATTERNS = ("checkpoints/.step_*.tmp-*", ".final-*", ".init-*")
+
+
+class RunFolderBusy(ConfigError):
+    """Another process is writing the same run folder."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder for as long as this object is held (``with RunLock(dir): ...``).
+
+    The kernel's ``flock`` holds it, so a killed holder frees it at once (no stale lock to clean up); the file
+    keeps the holder's pid and host for the error message of whoever comes second.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._handle = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunFolderBusy(f"run folder {self.path.parent} is in use by {holder}: wait for it to finish, or "
+                                "pass another --output-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.truncate(0)
+            self._handle.close()  # closing releases the flock
+            self._handle = None
+
+
+def remove_stale_temporaries(stage_dir: Path) -> list[Path]:
+    """Delete the half-written folders a killed writer left in ``stage_dir``; returns what was removed.
+
+    Call it holding the run's :class:`RunLock`: then no temporary folder can belong to a live writer.
+    """
+    removed = []
+    for pattern in TEMPORARY_PATTERNS:
+        for path in Path(stage_dir).glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -48,6 +115,7 @@ def save_checkpoint(stage_dir: Path, step: int, model, tokenizer, optimizer, sch
         torch.save(thing.state_dict(), tmp / f"{name}.pt")
     full_state = {**state, "step": step, "scheduler": scheduler.state_dict(),
                   "python_rng": _python_state(), "numpy_rng": np.random.get_state(legacy=False)}
+    full_state["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
     (tmp / STATE_FILE).write_text(json.dumps(full_state, default=_json_default), encoding="utf-8")
     _fsync_tree(tmp)
     if final.exists():
@@ -58,11 +126,47 @@ def save_checkpoint(stage_dir: Path, step: int, model, tokenizer, optimizer, sch
     return final
 
 
-def latest_checkpoint(stage_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a stage, or None. Leftover temporary folders are ignored."""
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (missing or unreadable state, a missing or truncated file), or None."""
+    try:
+        state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"it has no {STATE_FILE}"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"its {STATE_FILE} cannot be read ({type(exc).__name__})"
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        return f"its {STATE_FILE} has no step"
+    # Checkpoints from before the file list was kept name no sizes: check that the essential files exist.
+    files = state.get("files") or {"optimizer.pt": None, "rng.pt": None, "config.json": None}
+    for name, size in files.items():
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if size is not None and path.stat().st_size != size:
+            return f"{name} is {path.stat().st_size} bytes, {size} were written"
+    return None
+
+
+def latest_checkpoint(stage_dir: Path, *, report=lambda line: print(line, file=sys.stderr)) -> Path | None:
+    """The newest checkpoint of a stage that is complete and intact, or None when the stage never saved one.
+
+    A damaged newer checkpoint is reported (through ``report``) and skipped; when every checkpoint is damaged
+    the run stops with a :class:`ConfigError` rather than silently start again from step 0.
+    """
     root = Path(stage_dir) / "checkpoints"
-    done = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
-    return done[-1] if done else None
+    found = sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True) if root.is_dir() else []
+    problems = []
+    for checkpoint in found:
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            for line in problems:
+                report(f"[lmmr1] {line}; resuming from {checkpoint.name} instead")
+            return checkpoint
+        problems.append(f"checkpoint {checkpoint} is damaged: {problem}")
+    if problems:
+        raise ConfigError("; ".join(problems) + ": no intact checkpoint to resume from (delete the folder to start "
+                          "the stage again)")
+    return None
 
 
 def load_trainer_state(checkpoint: Path, optimizer, scheduler, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -281,7 +282,7 @@ class Learner:
         metrics = {"rollout/zero_advantage_share": 1 - len(keep) / max(1, len(samples))}
         kept = [samples[i] for i in keep]
         experience = self._experience(kept, shaped[keep])
-        losses, value_losses, clips, grad_norms = [], [], [], []
+        losses, value_losses, clips, grad_norms, skipped = [], [], [], [], 0
         self.model.train()
         for _ in range(cfg.max_epochs):
             for lo in range(0, len(kept), cfg.train_batch_size):
@@ -289,6 +290,7 @@ class Learner:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.critic_optimizer is not None:
                     self.critic_optimizer.zero_grad(set_to_none=True)
+                chunk_losses, chunk_values = [], []
                 for mlo in range(0, len(chunk), cfg.micro_train_batch_size):
                     micro = chunk[mlo : mlo + cfg.micro_train_batch_size]
                     part = {k: [v[i] for i in micro] for k, v in experience.items()}
@@ -297,20 +299,36 @@ class Learner:
                     (loss * scale).backward()
                     if value_loss is not None:
                         (value_loss * scale).backward()
-                        value_losses.append(value_loss.item())
-                    losses.append(loss.item())
+                        chunk_values.append(value_loss.item())
+                    chunk_losses.append(loss.item())
                     clips.append(stats["clip_fraction"])
                 params = [p for p in self.model.parameters() if p.requires_grad]
-                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_norm)))
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_norm))
+                critic_norm = 0.0
+                if self.critic_optimizer is not None:
+                    critic_norm = float(torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_norm))
+                if not all(math.isfinite(x) for x in (*chunk_losses, *chunk_values, grad_norm, critic_norm)):
+                    # One bad number would poison AdamW's moments for good: drop this update, keep the state.
+                    skipped += 1
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if self.critic_optimizer is not None:
+                        self.critic_optimizer.zero_grad(set_to_none=True)
+                    continue
+                losses.extend(chunk_losses)
+                value_losses.extend(chunk_values)
+                grad_norms.append(grad_norm)
                 self.optimizer.step()
                 if self.critic_optimizer is not None:
-                    torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_norm)
                     self.critic_optimizer.step()
+        if skipped:
+            warnings.warn(f"skipped {skipped} update(s) with a non-finite loss or gradient; weights and optimizer "
+                          "state left as they were", RuntimeWarning, stacklevel=2)
         if grad_norms:  # the schedule advances with the steps that updated the policy
             self.scheduler.step()
         self.model.eval()
         kl_tokens = torch.cat(experience["kl"]) if experience["kl"] else torch.zeros(0)
-        metrics.update({"losses/policy": float(np.mean(losses)) if losses else 0.0,
+        metrics.update({"losses/skipped_updates": skipped,
+                        "losses/policy": float(np.mean(losses)) if losses else 0.0,
                         "losses/clip_fraction": float(np.mean(clips)) if clips else 0.0,
                         "losses/kl": float(kl_tokens.mean()) if len(kl_tokens) else 0.0,
                         "losses/grad_norm": float(np.mean(grad_norms)) if grad_norms else 0.0,

@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 
+from lmmr1_env.tags import last_tag_body
+
 #: Direction actions and their unit vectors in field coordinates (x right, y down as drawn: GRF's convention).
 _DIAG = float(np.sqrt(0.5))
 DIRECTIONS: dict[str, tuple[float, float]] = {
@@ -37,7 +39,6 @@ GRF_CODES: dict[str, int] = {IDLE: 0, **{a: i + 1 for i, a in enumerate(ACTION_I
                              "action_release_sprint": 15, "action_dribble": 17, "action_release_dribble": 18,
                              BUILTIN_AI: 19}
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _MAGE = re.compile(r"#\s*action\b(.*)", re.DOTALL | re.IGNORECASE)
 _ID = re.compile(r"action_[a-z_]+")
 _MAX_SCAN = 20_000  # characters read from a response: an action id never needs more
@@ -60,11 +61,11 @@ def parse_action(response: str) -> tuple[str | None, str | None]:
     (the first id right after ``# action``), else a response that is nothing but an action id.
     """
     text = response[:_MAX_SCAN]
-    answers = _ANSWER.findall(text)
-    if answers:
-        action = _match_id(answers[-1])
+    answer = last_tag_body(text, "answer", ignore_case=True)
+    if answer is not None:
+        action = _match_id(answer)
         if action is None:
-            return None, f"<answer> holds no action id: {answers[-1].strip()[:40]!r}"
+            return None, f"<answer> holds no action id: {answer.strip()[:40]!r}"
         return action, None
     mage = _MAGE.search(text)
     if mage:

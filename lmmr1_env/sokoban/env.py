@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from lmmr1_env.sokoban.rules import (
 )
 from lmmr1_env.sokoban.solver import DEFAULT_MAX_STATES, SolveResult, solve
 from lmmr1_env.sokoban.verifier import MAX_REPLAY, score_plan, strip_eos
+from lmmr1_env.tags import first_tag_body
 from lmmr1_env.types import Message, Observation
 
 MODES = ("plan", "step")
@@ -72,21 +72,20 @@ _DEMO_ANSWERS = {
              "the target.</think><answer>Right</answer>"),
 }
 _MOVE_WORDS = {"left": "Left", "right": "Right", "up": "Up", "down": "Down"}
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _CACHE_SIZE = 512
 
 
 def parse_move(response: str) -> tuple[str | None, str | None]:
     """Step mode: the one move in ``<answer>…</answer>`` (or a bare move word), else ``(None, reason)``."""
     text = strip_eos(response)
-    match = _ANSWER.search(text)
-    body = match.group(1) if match else text
+    match = first_tag_body(text, "answer")
+    body = text if match is None else match
     items = [item.strip().strip(".!").strip().lower() for item in body.split(",")]
     if len(items) > 1 and all(item in _MOVE_WORDS for item in items):
         return None, f"one move per turn, got {len(items)}"
     if len(items) == 1 and items[0] in _MOVE_WORDS:
         return _MOVE_WORDS[items[0]], None
-    if not match:
+    if match is None:
         return None, "no <answer>...</answer> with a move Left/Right/Up/Down"
     return None, f"the answer {body.strip()[:30]!r} is not one of Left/Right/Up/Down"
 
