@@ -2,7 +2,7 @@
 
 Plays every scenario × ``--repeats`` seeds per policy and prints mean return ± standard error, mean episode
 length in frames and the share of episodes that end with the ball lost, beside the real engine's numbers
-(DESIGN.md: 108 scenarios × 3 seeds). Usage: ``python bench/football_fidelity.py [--repeats 3]``.
+(docs/design.md: 108 scenarios × 3 seeds). Usage: ``python bench/football_fidelity.py [--repeats 3]``.
 """
 
 from __future__ import annotations

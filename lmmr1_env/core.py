@@ -18,7 +18,7 @@ class LMMEnv(gym.Env):
     """A Gymnasium env an LMM plays by text: observations ``{"text"[, "image"]}``, actions ``str``.
 
     Subclasses set :attr:`system_prompt` and :attr:`demonstration` and implement ``reset`` / ``step``
-    with :meth:`_observation` and :meth:`_check_action`. The contract (DESIGN.md): ``step`` takes any
+    with :meth:`_observation` and :meth:`_check_action`. The contract (docs/design.md): ``step`` takes any
     ``str`` and returns only the new turn; ``info["reward_terms"]`` sums to the reward;
     ``info["parse_error"]`` says why a response could not be read.
     """

@@ -1,4 +1,4 @@
-"""The learner's estimators and losses against numbers worked out by hand (ALGORITHMS.md sections 1-4)."""
+"""The learner's estimators and losses against numbers worked out by hand (docs/algorithms.md §1-4)."""
 
 from __future__ import annotations
 

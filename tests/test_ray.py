@@ -48,7 +48,7 @@ def tiny_llama(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory):
-    """One local cluster for the module's tests (MACHINE.md's settings); nothing of it is left afterwards.
+    """One local cluster for the module's tests (docs/machine.md's settings); nothing of it is left afterwards.
 
     Its processes see ``LMMR1_TOY_PIDS``: where SlowDigits envs leave the pid of the runner playing them.
     """

@@ -89,7 +89,7 @@ def test_unreadable_answers_say_why():
 
 
 def test_known_math_verify_false_negatives_are_kept():
-    """math-verify's behaviour, not ours to hide (DESIGN.md)."""
+    """math-verify's behaviour, not ours to hide (docs/design.md)."""
     assert score_math(wrap("\\frac{2n}{2}"), "n").terms["accuracy"] == 0.0
     assert score_math(wrap("n+0"), "n").terms["accuracy"] == 0.0
 

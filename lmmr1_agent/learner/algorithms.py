@@ -1,4 +1,4 @@
-"""The learner's maths as small pure functions (ALGORITHMS.md sections 1-4, after LMM-R1's OpenRLHF fork).
+"""The learner's maths as small pure functions (docs/algorithms.md §1-4, after LMM-R1's OpenRLHF fork).
 
 Token-level tensors are `(batch, seq)` over the response tokens, with `action_mask` 1 (or True) on tokens the
 policy generated; rows may be left- or right-padded. Sequence-level tensors (`rewards`, `group_ids`) are
@@ -78,7 +78,7 @@ def aggregate(x: torch.Tensor, mask: torch.Tensor, aggregation: str, max_len: in
 
 
 def shape_rewards(rewards: torch.Tensor, group_ids: torch.Tensor | None, estimator: str) -> torch.Tensor:
-    """Shape `(batch,)` rewards within the groups given by `(batch,)` group_ids (ALGORITHMS.md section 1).
+    """Shape `(batch,)` rewards within the groups given by `(batch,)` group_ids (docs/algorithms.md §1).
 
     A group whose rewards are all equal shapes to exactly 0. A group of one shapes to 0 for reinforce_baseline,
     dr_grpo and group_norm (the sample is its own baseline and its std is undefined); rloo raises.

@@ -34,7 +34,7 @@ from lmmr1_agent.learner.trainer import EnvRunner, step_envs
 from lmmr1_agent.learner.workers import LearnerDied, LearnerHost, make_agent
 from lmmr1_agent.rollout import Episode
 
-#: The object store of a local cluster: this much plus twice the weights (MACHINE.md: the default takes GBs).
+#: The object store of a local cluster: this much plus twice the weights (docs/machine.md: the default takes GBs).
 BASE_OBJECT_STORE_MB = 256
 
 
@@ -101,7 +101,7 @@ def _say(message: str) -> None:
 
 
 def connect(config: StageConfig, model_path: str) -> bool:
-    """Join ``config.ray_address``, or start a local cluster (MACHINE.md's settings); True if we started one.
+    """Join ``config.ray_address``, or start a local cluster (docs/machine.md's settings); True if we started one.
 
     An already connected driver (a test sharing one cluster) is used as it is.
     """

@@ -1,6 +1,6 @@
 """What a visual math family is, and the small helpers every family shares.
 
-A family is a drawer and a renderer (STYLE.md: generator and renderer, each pure): ``draw(rng, difficulty)``
+A family is a drawer and a renderer (docs/contributing.md: generator and renderer, each pure): ``draw(rng, difficulty)``
 picks the numbers and returns a JSON-able spec ``{"problem", "answer", "params"}``; ``render(params, canvas)``
 draws the figure from ``params`` alone. :meth:`Family.problem` draws the numbers, then the figure's place on
 the image (``params["layout"]``: a zoom and a shift), so that two problems with the same numbers are still two
