@@ -25,27 +25,22 @@ from typing import Any
 import gymnasium as gym
 from tqdm import tqdm
 
-import lmmr1_env
 from lmmr1_agent.agents import make_agent
+from lmmr1_agent.agents.openai_http import DEFAULT_RETRY_BUDGET, DEFAULT_TIMEOUT, AgentError
+from lmmr1_agent.cli import (
+    ArgumentParser,
+    ConfigError,
+    check_count,
+    check_env,
+    check_number,
+    check_output_dir,
+    parse_env_spec,
+)
 from lmmr1_agent.report import ReportWriter
 from lmmr1_agent.rollout import HISTORY_MODES, Episode, play_episodes
+from lmmr1_env.datasets import DatasetError
 
-
-def parse_env_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"ID"`` or ``'ID:{"json": "kwargs"}'`` → (id, kwargs)."""
-    env_id, _, raw = spec.partition(":")
-    kwargs: dict[str, Any] = {}
-    if raw:
-        try:
-            kwargs = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"--env {spec!r}: the kwargs after ':' are not valid JSON ({exc.msg})") from None
-        if not isinstance(kwargs, dict):
-            raise SystemExit(f"--env {spec!r}: the kwargs after ':' must be a JSON object")
-    if env_id not in gym.registry:
-        known = ", ".join(lmmr1_env.registered_ids())
-        raise SystemExit(f"--env {env_id!r} is not a registered environment; lmmr1 provides: {known}")
-    return env_id, kwargs
+__all__ = ["build_parser", "main", "parse_env_spec", "summarize"]
 
 
 def summarize(env_id: str, kwargs: dict, episodes: list[Episode], seconds: float) -> dict[str, Any]:
@@ -99,7 +94,8 @@ def episode_record(episode: Episode) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lmmr1_agent.evaluate", description=__doc__.split("\n\n")[0],
+    """The evaluation CLI's options."""
+    parser = ArgumentParser(prog="python -m lmmr1_agent.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", action="append", metavar="ID[:JSON]",
                         help='environment id, optionally with JSON kwargs: \'LMMR1/TextMath-v0:{"difficulty": 3}\'; '
@@ -113,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY",
                         help="environment variable holding the API key (default: OPENAI_API_KEY)")
     parser.add_argument("--max-concurrency", type=int, default=8, help="parallel API requests (default: 8)")
+    parser.add_argument("--request-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help="seconds one API request may wait for the server before it is retried "
+                             f"(default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--request-budget", type=float, default=DEFAULT_RETRY_BUDGET, metavar="SECONDS",
+                        help="seconds one API request may take over all its tries, backoff included; past it the "
+                             f"evaluation stops with the last failure (default: {DEFAULT_RETRY_BUDGET:g})")
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 is greedy")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="response length limit in tokens")
     parser.add_argument("--min-pixels", type=int, help="image processor lower bound on pixels per image")
@@ -134,43 +136,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.episodes < 1 or args.batch_size < 1:
-        raise SystemExit("--episodes and --batch-size must be at least 1")
-    specs = [parse_env_spec(s) for s in (args.env or ["LMMR1/TextMath-v0"])]
+    """Evaluate; a bad input or an endpoint that does not answer is one line on stderr and exit status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _evaluate(args)
+    except (ConfigError, AgentError, DatasetError) as exc:  # DatasetError: a row that only fails when it is played
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+
+
+def _check(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """The options' values, each env built once with its kwargs, the output folder writable; returns the specs."""
+    for option in ("episodes", "batch_size", "max_concurrency", "max_new_tokens", "min_pixels", "max_pixels"):
+        check_count(f"--{option.replace('_', '-')}", getattr(args, option))
+    check_count("--seed", args.seed, 0)
+    check_number("--temperature", args.temperature, low_ok=True)
+    check_number("--request-timeout", args.request_timeout)
+    check_number("--request-budget", args.request_budget)
+    if args.min_pixels and args.max_pixels and args.min_pixels > args.max_pixels:
+        raise ConfigError(f"--min-pixels {args.min_pixels} is above --max-pixels {args.max_pixels}")
+    specs = []
+    for env_id, kwargs in (parse_env_spec(s) for s in (args.env or ["LMMR1/TextMath-v0"])):
+        kwargs = {"split": args.split, **kwargs}
+        check_env(env_id, kwargs, f"--env {env_id}")  # bad kwargs fail before any model loads
+        specs.append((env_id, kwargs))
+    check_output_dir(args.output, "--output")
+    return specs
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    specs = _check(args)
     try:
         agent = make_agent(args.agent, seed=args.seed, temperature=args.temperature,
                            max_new_tokens=args.max_new_tokens, demonstration=args.demonstration,
                            api_model=args.api_model, api_key=os.environ.get(args.api_key_env),
                            max_concurrency=args.max_concurrency, min_pixels=args.min_pixels,
-                           max_pixels=args.max_pixels)
+                           max_pixels=args.max_pixels, request_timeout=args.request_timeout,
+                           request_budget=args.request_budget)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise SystemExit(f"--agent {args.agent}: {exc}") from None
-    args.output.mkdir(parents=True, exist_ok=True)
+        raise ConfigError(f"--agent {args.agent}: {exc}") from None
     rows, seeds = [], list(range(args.seed, args.seed + args.episodes))
     report = ReportWriter(args.output / "report.html", f"lmmr1 evaluation: {args.agent}")
-    with open(args.output / "episodes.jsonl", "w", encoding="utf-8") as log:
-        for env_id, kwargs in specs:
-            kwargs = {"split": args.split, **kwargs}
-            try:
-                gym.make(env_id, **kwargs).close()  # fail on bad kwargs before the progress bar starts
-            except (TypeError, ValueError) as exc:
-                raise SystemExit(f"--env {env_id}: {exc}") from None
-            start, episodes = time.monotonic(), []
-            bar = tqdm(total=len(seeds), desc=env_id, unit="ep", disable=args.no_progress, file=sys.stderr)
-            make_env = functools.partial(gym.make, env_id, **kwargs)
-            for episode in play_episodes(make_env, agent, seeds, env_id=env_id,
-                                         batch_size=args.batch_size, history=args.history,
-                                         demonstration=args.demonstration):
-                log.write(json.dumps(episode_record(episode)) + "\n")
-                report.add(episode)
-                episode.drop_media()  # 108 Football episodes of 160 frames would otherwise hold ~12 GB
-                episodes.append(episode)
-                bar.update(1)
-                bar.set_postfix(ret=f"{sum(e.total_return for e in episodes) / len(episodes):.3f}")
-            bar.close()
-            rows.append(summarize(env_id, kwargs, episodes, time.monotonic() - start))
-    agent.close()
+    try:
+        with open(args.output / "episodes.jsonl", "w", encoding="utf-8") as log:
+            for env_id, kwargs in specs:
+                start, episodes = time.monotonic(), []
+                # disable=None: no bar when stderr is not a terminal (a log file gets no carriage-return noise)
+                bar = tqdm(total=len(seeds), desc=env_id, unit="ep", disable=True if args.no_progress else None,
+                           file=sys.stderr)
+                make_env = functools.partial(gym.make, env_id, **kwargs)
+                try:
+                    for episode in play_episodes(make_env, agent, seeds, env_id=env_id,
+                                                 batch_size=args.batch_size, history=args.history,
+                                                 demonstration=args.demonstration):
+                        log.write(json.dumps(episode_record(episode)) + "\n")
+                        report.add(episode)
+                        episode.drop_media()  # 108 Football episodes of 160 frames would otherwise hold ~12 GB
+                        episodes.append(episode)
+                        bar.update(1)
+                        bar.set_postfix(ret=f"{sum(e.total_return for e in episodes) / len(episodes):.3f}")
+                except BaseException:
+                    bar.leave = False  # a failed run's bar is wiped, so its error is the one line left
+                    raise
+                finally:
+                    bar.close()
+                rows.append(summarize(env_id, kwargs, episodes, time.monotonic() - start))
+    finally:
+        agent.close()
     results = {"agent": args.agent, "seed": args.seed, "episodes_per_env": args.episodes, "results": rows}
     (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = format_table(rows)
@@ -179,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"results: {args.output / 'results.json'}  episodes: {args.output / 'episodes.jsonl'}  report: {page}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

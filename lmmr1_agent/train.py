@@ -221,9 +221,11 @@ def format_summary(summaries: list[dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lmmr1_agent.train", description=__doc__.split("\n\n")[0],
-                                     usage="python -m lmmr1_agent.train [--stage fre|mgt|all] [--config YAML] [...]",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from lmmr1_agent.cli import ArgumentParser  # one-line errors
+
+    parser = ArgumentParser(prog="python -m lmmr1_agent.train", description=__doc__.split("\n\n")[0],
+                            usage="python -m lmmr1_agent.train [--stage fre|mgt|all] [--config YAML] [...]",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=[*STAGES, "all"], default="all",
                         help="fre, mgt, or all (fre then mgt; the default)")
     parser.add_argument("--config", type=Path, help="YAML config (default: the shipped configs/<stage>.yaml)")
@@ -233,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lmmr1_agent.cli import check_output_dir
+    from lmmr1_env.datasets import DatasetError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     stages = list(STAGES) if args.stage == "all" else [args.stage]
@@ -241,11 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in vars(args).items() if k in FIELDS and k != "stage"}
     summaries = []
     try:
-        for stage in stages:
-            values = load_yaml(args.config or default_config(stage))
-            config = resolve({**values, "stage": stage}, overrides)
+        # Every stage is resolved and checked (its envs built, its model and output folder found) before the first
+        # one trains, so a bad MGT setting is not found after FRE's hour.
+        configs = [resolve({**load_yaml(args.config or default_config(stage)), "stage": stage}, overrides)
+                   for stage in stages]
+        for config in configs:
+            check_output_dir(config.output_dir, "--output-dir")
+        for config in configs:
             summaries.append(run_stage(config, progress=not args.no_progress))
-    except ConfigError as exc:
+    except (ConfigError, DatasetError) as exc:  # a DatasetError here: a row that only fails when it is played
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     except LearnerDied as exc:
         parser.exit(1, f"{parser.prog}: error: {exc}\n")
@@ -254,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(summaries[-1]["config"]["output_dir"]) if summaries else Path(".")
     (out / "summary.txt").write_text(table + "\n")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,7 @@ Every error names the user's thing: ``record 17 of train.jsonl: no 'answer' fiel
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -33,25 +34,82 @@ def split_of_text(text: str) -> str:
     return "test" if digest % 1000 < TEST_FRACTION * 1000 else "train"
 
 
+def read_text(path: Path, error: type[ValueError] = DatasetError) -> str:
+    """A text file's contents as UTF-8 (a leading byte-order mark dropped); a byte that is not UTF-8 raises
+    ``error`` naming the file and its line: ``line 3 of train.jsonl: not UTF-8 text (byte 0xe9 at column 12)``."""
+    data = path.read_bytes()
+    data = data.removeprefix(codecs.BOM_UTF8)  # then the error's offsets count from the text's first byte
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(f"line {line} of {path.name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                    f"{exc.start - line_start + 1}); save the file as UTF-8") from None
+
+
+def _json_list(text: str, name: str) -> list[tuple[str, Any]]:
+    """The records of a ``.json`` file holding one list, parsed one by one so an error names its record."""
+    decoder = json.JSONDecoder()
+    index = _skip_space(text, 0)
+    if not text.startswith("[", index):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{name} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise DatasetError(f"{name}: JSON nested too deeply to read") from None
+        raise DatasetError(f"{name} must hold a JSON list of records, got {type(value).__name__}")
+    records: list[tuple[str, Any]] = []
+    index = _skip_space(text, index + 1)
+    if text.startswith("]", index):
+        index += 1
+    else:
+        while True:
+            where = f"record {len(records) + 1} of {name}"
+            try:
+                row, index = decoder.raw_decode(text, index)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{where} (line {exc.lineno}) is not valid JSON: {exc.msg}") from None
+            except RecursionError:
+                raise DatasetError(f"{where}: JSON nested too deeply (past Python's recursion limit)") from None
+            records.append((where, row))
+            index = _skip_space(text, index)
+            if text.startswith(",", index):
+                index = _skip_space(text, index + 1)
+            elif text.startswith("]", index):
+                index += 1
+                break
+            else:
+                raise DatasetError(f"{name} is not valid JSON: expected ',' or ']' after {where} "
+                                   f"(line {text.count(chr(10), 0, index) + 1})")
+    if text[index:].strip():
+        raise DatasetError(f"{name} is not valid JSON: extra data after the list "
+                           f"(line {text.count(chr(10), 0, index) + 1})")
+    return records
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\n\r":
+        index += 1
+    return index
+
+
 def read_records(source: str | Path | Sequence[dict]) -> tuple[list[tuple[str, dict]], Path | None]:
     """Rows of a ``.jsonl`` / ``.json`` file or an in-memory list, each with where it came from.
 
-    Returns ``([(where, row), ...], file_path_or_None)``; ``where`` reads "record 3 of data.jsonl".
+    Returns ``([(where, row), ...], file_path_or_None)``; ``where`` reads "record 3 of data.jsonl". Files are
+    UTF-8, a byte-order mark allowed; bytes that are not UTF-8, broken JSON and rows nested past Python's
+    recursion limit are DatasetErrors naming the line or record.
     """
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if not path.is_file():
             raise DatasetError(f"dataset file {str(source)!r} not found")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         name = path.name
         if path.suffix == ".json":
-            try:
-                rows = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{name} is not valid JSON: {exc}") from None
-            if not isinstance(rows, list):
-                raise DatasetError(f"{name} must hold a JSON list of records, got {type(rows).__name__}")
-            records = [(f"record {i + 1} of {name}", row) for i, row in enumerate(rows)]
+            records = _json_list(text, name)
         else:
             records = []
             for lineno, line in enumerate(text.splitlines(), start=1):
@@ -61,6 +119,9 @@ def read_records(source: str | Path | Sequence[dict]) -> tuple[list[tuple[str, d
                     records.append((f"record {lineno} of {name}", json.loads(line)))
                 except json.JSONDecodeError as exc:
                     raise DatasetError(f"line {lineno} of {name} is not valid JSON: {exc.msg}") from None
+                except RecursionError:
+                    raise DatasetError(f"record {lineno} of {name}: JSON nested too deeply (past Python's "
+                                       "recursion limit)") from None
         base = path
     elif isinstance(source, Iterable):
         records = [(f"record {i + 1} of the dataset list", row) for i, row in enumerate(source)]
@@ -157,6 +218,8 @@ def chat_of_row(row: dict, where: str) -> tuple[str | None, list[dict]] | None:
             chat = json.loads(chat)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{where}: '{key}' is a string but not a JSON chat list ({exc.msg})") from None
+        except RecursionError:
+            raise DatasetError(f"{where}: '{key}' is nested too deeply (past Python's recursion limit)") from None
     if isinstance(chat, dict):
         chat = [chat]
     if not isinstance(chat, list) or not all(isinstance(m, dict) and "role" in m for m in chat):

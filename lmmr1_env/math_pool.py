@@ -40,8 +40,21 @@ class VerifierTimeout(Exception):
     """The worker did not answer within the time budget."""
 
 
+#: Environment variable that sets the pool size (e.g. 1 in each of several Ray runners sharing a machine).
+WORKERS_VARIABLE = "LMMR1_MATH_WORKERS"
+
+
 def default_workers() -> int:
-    """One worker per core this process may run on, at most 8 (judging is cheap next to generation)."""
+    """``$LMMR1_MATH_WORKERS``, else one worker per core this process may run on, at most 8."""
+    if os.environ.get(WORKERS_VARIABLE):
+        try:
+            count = int(os.environ[WORKERS_VARIABLE])
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError(f"{WORKERS_VARIABLE} must be a whole number of at least 1, got "
+                             f"{os.environ[WORKERS_VARIABLE]!r}")
+        return count
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -105,9 +118,9 @@ class _Worker:
 class MathVerifier:
     """Judges answers with math-verify in a pool of worker processes, each request under a hard time budget.
 
-    ``workers`` requests run at once (default :func:`default_workers`); ``spares`` warm workers (default: up to two)
-    wait to replace one that is killed or retired. Workers start on first use. Thread-safe; a forked child starts its own
-    workers instead of sharing the parent's pipes.
+    ``workers`` requests run at once (default :func:`default_workers`); ``spares`` warm workers (default: up to
+    two) wait to replace one that is killed or retired. Workers start on first use. Thread-safe; a forked child
+    starts its own workers instead of sharing the parent's pipes.
     """
 
     def __init__(self, workers: int | None = None, *, spares: int | None = None,

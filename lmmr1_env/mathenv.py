@@ -7,7 +7,8 @@ scoring step; :func:`draw_task` is the split-safe procedural draw both ``generat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,15 @@ def draw_task(split: str, seed: int, families: Sequence[str], difficulties: Sequ
     raise RuntimeError(f"no {split} problem found for seed {seed} in {_MAX_SPLIT_TRIES} tries")
 
 
+def check_verify_timeout(value: Any) -> float:
+    """``verify_timeout`` as float seconds: a finite number above 0 (inf would let one answer hang a run)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"verify_timeout must be a number of seconds, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"verify_timeout must be a finite number of seconds above 0, got {value!r}")
+    return float(value)
+
+
 class MathEnv(LMMEnv):
     """A single-turn math env: reset shows one problem, step scores one response with :func:`score_math`.
 
@@ -88,21 +98,43 @@ class MathEnv(LMMEnv):
         super().__init__(image_size=image_size, split=split, render_mode=render_mode)
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
-        if not verify_timeout > 0:
-            raise ValueError(f"verify_timeout must be positive seconds, got {verify_timeout!r}")
-        self.families = tuple(families) if families is not None else tuple(self.family_names)
-        unknown = [f for f in self.families if f not in self.family_names]
-        if unknown or not self.families:
-            raise ValueError(f"unknown {self.kind} families {unknown}; choose from {sorted(self.family_names)}")
-        self.difficulties = (difficulty,) if isinstance(difficulty, (int, np.integer)) else tuple(difficulty)
-        if not self.difficulties or any(d not in self.difficulty_levels for d in self.difficulties):
-            raise ValueError(f"difficulty must be in {self.difficulty_levels} (or a list of them), got {difficulty!r}")
-        self.rows = type(self).rows_loader(dataset, split) if dataset is not None else None
+        self.verify_timeout = check_verify_timeout(verify_timeout)
+        self.families = self._check_families(families)
+        self.difficulties = self._check_difficulties(difficulty)
+        self.rows = self._load_rows(dataset, split) if dataset is not None else None
         self.reward_mode = reward_mode
-        self.verify_timeout = float(verify_timeout)
         self.system_prompt = SYSTEM_PROMPTS[reward_mode]
         self.demonstration = [dict(m) for m in DEMONSTRATIONS[reward_mode]]
         self.task: TaskRow | None = None
+
+    def _check_families(self, families: Sequence[str] | None) -> tuple[str, ...]:
+        """``families`` as a tuple of known names (None: all); a str is refused, not read letter by letter."""
+        if families is None:
+            return tuple(self.family_names)
+        if isinstance(families, str):
+            raise TypeError(f"families must be a list of family names, not the string {families!r}; write "
+                            f"[{families!r}] (choose from {sorted(self.family_names)})")
+        if not isinstance(families, Iterable):
+            raise TypeError(f"families must be a list of family names, got {families!r}")
+        chosen = tuple(families)
+        unknown = [f for f in chosen if not isinstance(f, str) or f not in self.family_names]
+        if unknown or not chosen:
+            raise ValueError(f"unknown {self.kind} families {unknown}; choose from {sorted(self.family_names)}")
+        return chosen
+
+    def _check_difficulties(self, difficulty: int | Sequence[int]) -> tuple[int, ...]:
+        """``difficulty`` (one level or a list to draw from) as a tuple of ints from :attr:`difficulty_levels`."""
+        allowed = f"difficulty must be an int in {tuple(self.difficulty_levels)} or a list of them, got {difficulty!r}"
+        levels = [difficulty] if not isinstance(difficulty, (list, tuple, np.ndarray)) else list(difficulty)
+        if any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) for d in levels):
+            raise TypeError(allowed)
+        if not levels or any(d not in self.difficulty_levels for d in levels):
+            raise ValueError(allowed)
+        return tuple(int(d) for d in levels)
+
+    def _load_rows(self, dataset: str | Path | Sequence[dict], split: str) -> list[TaskRow]:
+        """The dataset's rows for ``split``; a subclass whose loader needs more of the env (image size) overrides it."""
+        return type(self).rows_loader(dataset, split)
 
     def task_for_seed(self, seed: int) -> TaskRow:
         """The task ``reset(seed=seed)`` plays: dataset row ``seed mod N``, or the procedural problem."""

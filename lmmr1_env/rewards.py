@@ -1,6 +1,6 @@
 """Rule-based math reward, as LMM-R1 defines it: 0.5 × format + 1.0 × accuracy.
 
-Two modes (DESIGN.md): ``"answer"`` judges the text inside ``<answer>`` the way a user expects;
+Two modes (docs/design.md): ``"answer"`` judges the text inside ``<answer>`` the way a user expects;
 ``"lmmr1"`` reproduces TideDra/lmm-r1's ``math_verifier.py`` bit for bit. Both share a hard time budget
 per response: math-verify runs in a pool of worker processes (:class:`lmmr1_env.math_pool.MathVerifier`); a
 worker is killed and replaced by a warm spare when a response runs over, which then scores accuracy 0 and says

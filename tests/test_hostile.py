@@ -401,3 +401,13 @@ def test_resume_skips_a_damaged_checkpoint_and_removes_leftover_temporaries(tiny
     rows = [json.loads(line) for line in (stage / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert (stage / "final" / "summary.json").is_file()
+
+
+def test_the_pool_size_comes_from_the_environment_when_set(monkeypatch):
+    from lmmr1_env.math_pool import default_workers
+
+    monkeypatch.setenv("LMMR1_MATH_WORKERS", "3")
+    assert MathVerifier().size == 3
+    monkeypatch.setenv("LMMR1_MATH_WORKERS", "zero")
+    with pytest.raises(ValueError, match="LMMR1_MATH_WORKERS must be a whole number"):
+        default_workers()

@@ -11,7 +11,7 @@ guessing 0, the chance line) to 64.0 % held-out after 2,400 figures, while the c
 
 from __future__ import annotations
 
-import argparse
+import math
 import sys
 import time
 from collections import Counter
@@ -22,6 +22,7 @@ from torch import nn
 from lmmr1_agent.align.data import FAMILY_NAMES, NUM_VALUES, draw_rows
 from lmmr1_agent.align.phases import pixels
 from lmmr1_agent.align.run import AlignConfig
+from lmmr1_agent.cli import ArgumentParser, run_main
 
 
 def build_tower(depth: int, width: int, window: int, hidden: int):
@@ -81,7 +82,7 @@ def probe(family: str, *, steps: int, batch: int, lr: float, depth: int, width: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lmmr1_agent.align.probe", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m lmmr1_agent.align.probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--family", choices=FAMILY_NAMES, default="clock", help="VisualMath family (difficulty 1)")
     parser.add_argument("--steps", type=int, default=150, help="training steps")
     parser.add_argument("--batch", type=int, default=32, help="figures per step")
@@ -94,11 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=25, help="steps between measurements")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if min(args.steps, args.batch, args.held_out, args.every, args.depth, args.width) < 1:
-        raise SystemExit("python -m lmmr1_agent.align.probe: --steps, --batch, --held-out, --every, --depth and "
-                         "--width must be at least 1")
-    if args.image_size % 28 or args.window % 28:
-        raise SystemExit("python -m lmmr1_agent.align.probe: --image-size and --window must be multiples of 28")
+    prog = f"{parser.prog}: error:"
+    if min(args.steps, args.batch, args.held_out, args.every, args.depth, args.width, args.threads) < 1:
+        raise SystemExit(f"{prog} --steps, --batch, --held-out, --every, --depth, --width and --threads must be at "
+                         "least 1")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise SystemExit(f"{prog} --lr must be a finite number above 0, got {args.lr}")
+    if args.image_size < 28 or args.window < 28 or args.image_size % 28 or args.window % 28:
+        raise SystemExit(f"{prog} --image-size and --window must be positive multiples of 28, got "
+                         f"{args.image_size} and {args.window}")
+    try:  # the tower's shape, checked as the alignment checks it
+        AlignConfig(depth=args.depth, width=args.width, window=args.window, image_size=args.image_size).validate()
+    except ValueError as exc:
+        raise SystemExit(f"{prog} {exc}") from None
     torch.set_num_threads(args.threads)
     probe(args.family, steps=args.steps, batch=args.batch, lr=args.lr, depth=args.depth, width=args.width,
           window=args.window, image_size=args.image_size, held_out=args.held_out, every=args.every,
@@ -107,4 +116,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)  # a bad setting: one line on stderr, exit status 2

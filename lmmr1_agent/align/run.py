@@ -81,6 +81,10 @@ class AlignConfig:
         if self.image_size < 28 or self.image_size % 28:
             raise ValueError(f"--image-size must be a positive multiple of 28 (patch 14 × merge 2), "
                              f"got {self.image_size}")
+        for name in ("labels_lr", "language_lr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number above 0, got {value}")
         if self.window < 28 or self.window % 28:
             raise ValueError(f"--window must be a positive multiple of 28, got {self.window}")
         if self.width % self.heads or (self.width // self.heads) % 4:
@@ -117,7 +121,10 @@ class AlignConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lmmr1_agent.align", description=__doc__)
+    """One option per AlignConfig field; errors are one line (exit status 2)."""
+    from lmmr1_agent.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m lmmr1_agent.align", description=__doc__)
     for f in dataclasses.fields(AlignConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                             help=f"{f.metadata['help']} (default: {f.default})")
@@ -277,12 +284,20 @@ def save_vision(result: dict, config: AlignConfig, command: list[str], folder: P
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m lmmr1_agent.align``: align the vision tower and write it to ``--output``."""
+    from lmmr1_agent.cli import check_model, check_output_dir
+
     argv = sys.argv[1:] if argv is None else argv
-    config = AlignConfig(**{k.replace("-", "_"): v for k, v in vars(build_parser().parse_args(argv)).items()})
-    try:
+    parser = build_parser()
+    config = AlignConfig(**{k.replace("-", "_"): v for k, v in vars(parser.parse_args(argv)).items()})
+    try:  # everything a 45-minute run needs is checked before it starts, the output folder included
         config.validate()
-    except ValueError as exc:
-        raise SystemExit(f"python -m lmmr1_agent.align: {exc}") from None
+        try:
+            check_model(config.text_model)
+        except ValueError as exc:
+            raise ValueError(f"--text-model: {exc}") from None
+        check_output_dir(config.output, "--output")
+    except ValueError as exc:  # ConfigError is one; __main__ prints it as one line with exit status 2
+        raise SystemExit(f"{parser.prog}: error: {exc}") from None
     print(f"[align] config: {json.dumps(dataclasses.asdict(config))}", file=sys.stderr)
     result = align(config)
     folder = save_vision(result, config, argv, Path(config.output))

@@ -10,21 +10,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lmmr1_agent.cli import ConfigError, check_env, check_model, parse_env_spec
 from lmmr1_agent.learner.algorithms import AGGREGATIONS, ESTIMATORS, KL_ESTIMATORS
 from lmmr1_agent.rollout import HISTORY_MODES
 
+__all__ = ["FIELDS", "STAGES", "ConfigError", "StageConfig", "add_arguments", "check_envs", "load_yaml", "resolve"]
+
 STAGES = ("fre", "mgt")
-
-
-class ConfigError(ValueError):
-    """A config key or value that cannot be used; the message names it."""
-
 
 def _f(default: Any, doc: str, **kw: Any) -> Any:
     if isinstance(default, (list, dict)):
@@ -111,6 +110,13 @@ class StageConfig:
             (self.num_steps >= 0 and self.generate_max_len >= 1, "num_steps >= 0 and generate_max_len >= 1"),
             (self.actor_learning_rate > 0, "actor_learning_rate must be positive"),
             (self.temperature > 0 and self.eval_temperature >= 0, "temperature must be positive"),
+            # 0 held-out prompts would print "0.000 ± 0.000" as if it were a measurement
+            (self.eval_prompts >= 1, f"eval_prompts must be at least 1 (every stage is evaluated before and after), "
+                                     f"got {self.eval_prompts}"),
+            (self.eval_every >= 0 and self.save_every >= 1 and self.keep_checkpoints >= 1,
+             "eval_every must be >= 0, save_every and keep_checkpoints >= 1"),
+            (self.max_epochs >= 1 and self.max_turns >= 1 and self.max_pixels >= 1 and self.threads >= 0,
+             "max_epochs, max_turns and max_pixels must be at least 1, threads >= 0"),
             (self.init_kl_coef >= 0, "init_kl_coef must be >= 0"),
             (len(self.adam_betas) == 2, "adam_betas must be two numbers"),
             (bool(self.envs), "envs must list at least one environment"),
@@ -120,15 +126,35 @@ class StageConfig:
                  self.runner_memory_mb, self.learner_memory_mb, self.ray_object_store_mb) >= 0,
              "Ray resources must be >= 0"),
         ]
+        for name in FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        try:
+            check_model(self.model)
+        except ValueError as exc:
+            raise ConfigError(f"model: {exc}") from None
         for i, env in enumerate(self.envs):
             if not isinstance(env, dict) or "id" not in env or set(env) - {"id", "weight", "kwargs"}:
                 raise ConfigError(f"envs[{i}] must be {{id, weight, kwargs}}, got {env!r}")
-            if float(env.get("weight", 1.0)) <= 0:
-                raise ConfigError(f"envs[{i}] ({env['id']}) needs a positive weight")
+            weight = env.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
+                raise ConfigError(f"envs[{i}] ({env['id']}) needs a positive weight, got {weight!r}")
+            if not isinstance(env.get("kwargs", {}), dict):
+                raise ConfigError(f"envs[{i}] ({env['id']}): kwargs must be a mapping, got {env['kwargs']!r}")
         return self
+
+
+def check_envs(envs: list[dict], from_cli: bool = False) -> None:
+    """Build every env of the mixture once per split (train for rollouts, test for evaluations), before any model
+    loads; a ConfigError names the env as the user did (``--env ID`` or ``envs[i] (ID)``) and what is wrong."""
+    for i, env in enumerate(envs):
+        label = f"--env {env['id']}" if from_cli else f"envs[{i}] ({env['id']})"
+        for split in ("train", "test"):
+            check_env(env["id"], {**env.get("kwargs", {}), "split": split}, label)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(StageConfig)}
@@ -139,13 +165,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name} must be a mapping of config keys")
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ConfigError(f"{path.name}: unknown config key {unknown[0]!r}")
     return data
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+_json.__name__ = "JSON"  # argparse's complaint reads "invalid JSON value: '...'"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"{f.metadata['doc']} (default: {default})")
         elif kind is list:
-            parser.add_argument(*flags, dest=name, type=json.loads, default=None, metavar="JSON",
+            parser.add_argument(*flags, dest=name, type=_json, default=None, metavar="JSON",
                                 help=f"{f.metadata['doc']} (default: {json.dumps(default)})")
         else:
             parser.add_argument(*flags, dest=name, type=kind, default=None,
@@ -174,9 +215,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve(values: dict[str, Any], overrides: dict[str, Any]) -> StageConfig:
     """Defaults < YAML ``values`` < command-line ``overrides`` (None means not given)."""
     merged = {**values, **{k: v for k, v in overrides.items() if v is not None and k in FIELDS}}
-    if isinstance(merged.get("envs"), str):
-        env_id, _, raw = merged["envs"].partition(":")
-        merged["envs"] = [{"id": env_id, "weight": 1.0, "kwargs": json.loads(raw) if raw else {}}]
+    from_cli = isinstance(merged.get("envs"), str)
+    if from_cli:
+        env_id, kwargs = parse_env_spec(merged["envs"])
+        merged["envs"] = [{"id": env_id, "weight": 1.0, "kwargs": kwargs}]
     try:
         config = StageConfig(**merged)
     except TypeError as exc:
@@ -188,4 +230,6 @@ def resolve(values: dict[str, Any], overrides: dict[str, Any]) -> StageConfig:
             setattr(config, name, float(value))
         elif type(value) is not type(default) and not (isinstance(default, float) and isinstance(value, float)):
             raise ConfigError(f"{name} must be {type(default).__name__}, got {value!r}")
-    return config.validate()
+    config.validate()
+    check_envs(config.envs, from_cli)
+    return config

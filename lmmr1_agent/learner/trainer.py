@@ -109,10 +109,19 @@ class EnvRunner:
             self.agent.temperature = saved
         return episodes
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int | None = None) -> None:
-        """Take the learner's new weights (one transfer; in-process this is the same model)."""
-        if self.agent.model.state_dict() is not state_dict:
-            self.agent.model.load_state_dict(state_dict, strict=False)
+    def load_weights(self, state_dict: dict[str, torch.Tensor] | None, version: int | None = None) -> None:
+        """Take the learner's new weights: every trainable weight, by name (``None``: the runner shares the model).
+
+        Only the frozen prefixes may be missing (they never change); any other missing or unexpected name is an
+        error, never a runner left silently on stale weights.
+        """
+        if state_dict is not None:
+            missing, unexpected = self.agent.model.load_state_dict(state_dict, strict=False)
+            frozen = tuple(self.config.freeze_prefix)
+            missing = [k for k in missing if not (frozen and k.startswith(frozen))]
+            if missing or unexpected:
+                raise RuntimeError(f"the learner's weights do not fit the runner's model: missing {missing[:5]}, "
+                                   f"unexpected {unexpected[:5]}")
         self.version = self.version + 1 if version is None else version
 
 
@@ -166,7 +175,7 @@ class Learner:
         self.optimizer = torch.optim.AdamW(trainable, lr=config.actor_learning_rate, betas=tuple(config.adam_betas),
                                            weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        # beta = 0 means no reference model at all (ALGORITHMS.md section 2).
+        # beta = 0 means no reference model at all (docs/algorithms.md §2).
         self.reference = None
         if config.init_kl_coef > 0:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)

@@ -51,18 +51,35 @@ def key_to_action(key_name: str, pressed: dict[str, bool], sprint: bool, dribble
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit status 2 (as lmmr1_agent.cli's, which lmmr1_env does
+    not import)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Open the window and play episodes until Esc or the window is closed."""
-    import pygame
-
+    """Open the window and play episodes until Esc or the window is closed; a bad option is one line, status 2."""
     from lmmr1_env.football.env import FootballEnv
+    from lmmr1_env.football.scenarios import select_scenarios
 
-    parser = argparse.ArgumentParser(description="Play LMMR1/FootballGame-v0 with the keyboard.")
+    parser = _Parser(prog="python -m lmmr1_env.football.play",
+                     description="Play LMMR1/FootballGame-v0 with the keyboard.")
     parser.add_argument("--scenario", default="all", help="scenario id or subset (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="first episode's seed (picks the scenario)")
     parser.add_argument("--size", type=int, nargs=2, default=(540, 960), metavar=("H", "W"), help="window size")
     args = parser.parse_args(argv)
-    env = FootballEnv(scenario=args.scenario, image_size=tuple(args.size), render_mode="human")
+    try:  # the checks FootballEnv makes, before the window opens, each naming its option
+        select_scenarios(args.scenario)
+    except ValueError as exc:
+        parser.error(f"--scenario {args.scenario}: {exc}")
+    try:
+        env = FootballEnv(scenario=args.scenario, image_size=tuple(args.size), render_mode="human")
+    except ValueError as exc:
+        parser.error(f"--size {args.size[0]} {args.size[1]}: {exc}")
+    import pygame
+
     seed, total = args.seed, 0.0
     env.reset(seed=seed)
     print(f"scenario {env.scenario_id}: arrows run, S/W/A pass, D shoot, E sprint, Q dribble, Esc quits")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmmr1_env.datasets import DatasetError, read_text
 from lmmr1_env.sokoban.rules import BOX, BOX_ON_TARGET, FLOOR, PLAYER, TARGET, WALL, Level
 
 #: XSB symbol -> (room_fixed code, room_state code). Lower-case p/b variants appear in some collections.
@@ -29,8 +30,8 @@ _SYMBOLS = {
 _LEVEL_FILE_SUFFIXES = (".xsb", ".txt", ".sok")
 
 
-class LevelError(ValueError):
-    """A level that cannot be played, with the level and file it concerns in the message."""
+class LevelError(DatasetError):
+    """A level that cannot be played, with the level and file it concerns in the message (a ValueError)."""
 
 
 def _is_board_line(line: str) -> bool:
@@ -165,11 +166,7 @@ def load_levels(path: str | Path) -> list[Level]:
     if path.suffix.lower() not in _LEVEL_FILE_SUFFIXES:
         raise LevelError(f"{path.name}: expected an XSB text file ({', '.join(_LEVEL_FILE_SUFFIXES)}), a .npy file "
                          "or a folder of .npy files")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise LevelError(f"{path.name}: not a UTF-8 text file ({error.reason})") from None
-    return parse_xsb(text, path.name)
+    return parse_xsb(read_text(path, LevelError), path.name)  # a BOM is fine; a non-UTF-8 byte names its line
 
 
 def _load_npy(path: Path, index: int) -> Level:

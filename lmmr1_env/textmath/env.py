@@ -63,7 +63,9 @@ class TextMathEnv(MathEnv):
     ## Arguments
     ``split`` ("train" | "test"), ``dataset`` (path, list of dicts or "sample"; default: procedural),
     ``families`` (names, default all), ``difficulty`` (1–5 or a list to draw from, default 2),
-    ``reward_mode`` ("answer" | "lmmr1"), ``verify_timeout`` (seconds, default 3).
+    ``reward_mode`` ("answer" | "lmmr1"), ``verify_timeout`` (finite seconds above 0, default 3). ``families``
+    must be a list (a bare string is refused, not read letter by letter) and ``difficulty`` an int or a list of
+    ints; anything else is a TypeError or ValueError naming the argument at ``gym.make``.
 
     ## Version History
     - v0: initial version.

@@ -42,7 +42,7 @@ def render_task(task: TaskRow, image_size: tuple[int, int]) -> np.ndarray:
             raise ValueError(f"task row names an unknown VisualMath family {task['family']!r}")
         image = FAMILIES[task["family"]].image(task["params"], min(image_size))
     elif "image_file" in task:
-        image = open_image(task)
+        image = open_image(task, image_size)
     else:
         raise ValueError("a VisualMath task row needs 'family' and 'params' (procedural) or 'image_file' (loaded)")
     return letterbox(image, image_size, fill=WHITE)
@@ -61,7 +61,8 @@ class VisualMathEnv(MathEnv):
     question; some questions are multiple choice (A–D). Or problems come from a dataset: LMM-R1's JSONL (a
     ``message`` chat whose user content holds ``{"type": "image", "image": PATH}``), plain
     ``{"problem", "answer", "image"}`` rows, or a list of such dicts. Paths are local files, plain or
-    ``file://``, relative to the dataset file; remote URLs, missing and unreadable images are refused with
+    ``file://``, relative to the dataset file; remote URLs, missing, unreadable and truncated images, and
+    images of more than 64 × ``image_size`` pixels (read from the header), are refused at ``gym.make`` with
     the record named.
 
     ## Observation
@@ -91,10 +92,11 @@ class VisualMathEnv(MathEnv):
     ## Arguments
     ``split`` ("train" | "test"; procedural problems are split by a hash of family, question, answer and
     figure, dataset rows by their ``split`` field when they have one), ``dataset`` (path or list of dicts;
-    default: procedural), ``families`` (names, default all), ``difficulty`` (1–5 or a list to draw from,
-    default 2), ``image_size`` (int or (height, width), default 448 × 448), ``reward_mode``
-    ("answer" | "lmmr1"), ``verify_timeout`` (seconds, default 3), ``render_mode`` (None | "rgb_array":
-    ``render()`` returns the current image).
+    default: procedural), ``families`` (a list of names, default all), ``difficulty`` (1–5 or a list to draw
+    from, default 2), ``image_size`` (int or (height, width), default 448 × 448), ``reward_mode``
+    ("answer" | "lmmr1"), ``verify_timeout`` (finite seconds above 0, default 3), ``render_mode``
+    (None | "rgb_array": ``render()`` returns the current image). Any other type or value is a TypeError
+    or ValueError naming the argument at ``gym.make``.
 
     ## Version History
     - v0: initial version. Revised before the first release: every procedural figure has a drawn layout (a
@@ -119,6 +121,9 @@ class VisualMathEnv(MathEnv):
 
     rows_loader = staticmethod(load_rows)
     task_generator = staticmethod(generate_task)
+
+    def _load_rows(self, dataset: str | Path | Sequence[dict], split: str) -> list[TaskRow]:
+        return load_rows(dataset, split, self.image_size)  # images over 64 × image_size pixels are refused
 
     def _show(self, task: TaskRow) -> np.ndarray:
         assert self.image_size is not None

@@ -1,0 +1,147 @@
+"""Every command line answers a bad input with one line on stderr naming it, and exit status 2.
+
+Each CLI runs as a user runs it (a subprocess); every case fails before any model loads, so none trains.
+The env kwargs the CLIs pass on are checked by the envs themselves, at ``gym.make``: those tests are here too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import gymnasium as gym
+import pytest
+
+import lmmr1_env  # noqa: F401  (registers the envs)
+
+BAD_JSON = "LMMR1/TextMath-v0:{bad"
+BAD_KWARG = 'LMMR1/TextMath-v0:{"nope": 1}'
+BAD_DIFFICULTY = 'LMMR1/TextMath-v0:{"difficulty": 9}'
+# A stage that would train for minutes if a check let it through is cut to nothing.
+NO_TRAINING = ["--num-steps", "0"]
+NO_ALIGNING = ["--labels-steps", "0", "--language-steps", "0"]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_module(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYGAME_HIDE_SUPPORT_PROMPT": "1", "SDL_VIDEODRIVER": "dummy",
+           "SDL_AUDIODRIVER": "dummy"}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=180, env=env)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, needle: str) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(lines) == 1 and needle in lines[-1], lines
+
+
+CASES = {
+    "lmmr1_agent.evaluate": [
+        (["--episodes", "abc"], "argument --episodes: invalid int value: 'abc'"),
+        (["--episodes", "0"], "--episodes must be at least 1"),
+        (["--batch-size", "-3"], "--batch-size must be at least 1"),
+        (["--temperature", "nan"], "--temperature"),
+        (["--max-new-tokens", "0"], "--max-new-tokens"),
+        (["--request-timeout", "0"], "--request-timeout"),
+        (["--env", "LMMR1/Chess-v0"], "'LMMR1/Chess-v0' is not a registered environment"),
+        (["--env", BAD_JSON], "not valid JSON"),
+        (["--env", "LMMR1/TextMath-v0:[1, 2]"], "must be a JSON object"),
+        (["--env", BAD_KWARG], "--env LMMR1/TextMath-v0: unknown argument 'nope'"),
+        (["--env", BAD_DIFFICULTY], "--env LMMR1/TextMath-v0: difficulty must be"),
+        (["--env", 'LMMR1/TextMath-v0:{"verify_timeout": 1e999}'], "verify_timeout"),
+        (["--agent", "/nonexistent"], "--agent /nonexistent: model folder '/nonexistent' does not exist"),
+        (["--agent", "gpt-17"], "unknown agent 'gpt-17'"),
+        (["--agent", "http://127.0.0.1:{port}/v1", "--api-model", "m", "--episodes", "1", "--request-budget", "1"],
+         "openai:m at http://127.0.0.1:{port}/v1: no answer"),
+        (["--output", "/proc/nope"], "--output /proc/nope"),
+        (["--env", 'LMMR1/TextMath-v0:{"dataset": "{tmp}/latin1.jsonl"}'], "line 2 of latin1.jsonl: not UTF-8"),
+    ],
+    "lmmr1_agent.train": [
+        (["--lr", "abc"], "invalid float value: 'abc'"),
+        (["--stage", "fre", "--lr", "inf", *NO_TRAINING], "actor_learning_rate"),
+        (["--stage", "fre", "--eval-prompts", "0", *NO_TRAINING], "eval_prompts must be at least 1"),
+        (["--stage", "fre", "--env", "LMMR1/Chess-v0"], "'LMMR1/Chess-v0' is not a registered environment"),
+        (["--stage", "fre", "--env", BAD_JSON], "not valid JSON"),
+        (["--stage", "fre", "--env", BAD_KWARG], "--env LMMR1/TextMath-v0: unknown argument 'nope'"),
+        (["--stage", "fre", "--env", BAD_DIFFICULTY], "--env LMMR1/TextMath-v0: difficulty must be"),
+        (["--stage", "fre", "--model", "/nonexistent", *NO_TRAINING], "model folder '/nonexistent' does not exist"),
+        (["--stage", "fre", "--output-dir", "/proc/nope", *NO_TRAINING], "--output-dir /proc/nope"),
+    ],
+    "lmmr1_agent.align": [
+        (["--depth", "x"], "argument --depth: invalid int value: 'x'"),
+        (["--image-size", "0", *NO_ALIGNING], "--image-size must be a positive multiple of 28"),
+        (["--labels-lr", "nan", *NO_ALIGNING], "--labels-lr"),
+        (["--text-model", "/nonexistent", *NO_ALIGNING], "model folder '/nonexistent' does not exist"),
+        (["--output", "/proc/nope", *NO_ALIGNING], "--output /proc/nope"),
+    ],
+    "lmmr1_agent.align.probe": [
+        (["--steps", "x"], "argument --steps: invalid int value: 'x'"),
+        (["--family", "nope"], "argument --family: invalid choice: 'nope'"),
+        (["--image-size", "0"], "--image-size"),
+        (["--threads", "0"], "--threads"),
+        (["--lr", "-1"], "--lr"),
+    ],
+    "lmmr1_env.football.play": [
+        (["--size", "0", "0"], "--size 0 0: image_size must be between 16 and 4096"),
+        (["--scenario", "nope"], "--scenario nope: unknown football scenario"),
+        (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    ],
+}
+
+
+@pytest.mark.parametrize("module,args,needle", [(m, a, n) for m, cases in CASES.items() for a, n in cases],
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else v if isinstance(v, str) else None)
+def test_a_bad_input_is_one_line_and_exit_2(tmp_path, module, args, needle):
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"problem": "1+1", "answer": "2"}\n{"problem": "caf\xe9", "answer": 1}\n')
+    port = str(closed_port())
+    args = [a.replace("{port}", port).replace("{tmp}", str(tmp_path)) for a in args]
+    done = run_module(module, *args, cwd=tmp_path)
+    assert_one_line_error(done, needle.replace("{port}", port))
+
+
+def test_a_yaml_env_mixture_is_checked_before_any_model_loads(tmp_path):
+    bad_mgt = tmp_path / "mgt.yaml"
+    bad_mgt.write_text("envs: [{id: LMMR1/VisualMath-v0, kwargs: {families: [nope]}}]\n")
+    done = run_module("lmmr1_agent.train", "--stage", "mgt", "--config", str(bad_mgt), "--output-dir",
+                      str(tmp_path / "run"), cwd=tmp_path)
+    assert_one_line_error(done, "envs[0] (LMMR1/VisualMath-v0): unknown VisualMath families ['nope']")
+
+
+# ---- env kwargs, checked at gym.make ----
+
+@pytest.mark.parametrize("env_id", ["LMMR1/TextMath-v0", "LMMR1/VisualMath-v0"])
+@pytest.mark.parametrize("kwargs,error,needle", [
+    ({"difficulty": 2.0}, TypeError, "difficulty must be an int in (1, 2, 3, 4, 5) or a list of them, got 2.0"),
+    ({"difficulty": True}, TypeError, "difficulty must be an int"),
+    ({"difficulty": [2, "3"]}, TypeError, "difficulty must be an int"),
+    ({"difficulty": []}, ValueError, "difficulty"),
+    ({"families": "arithmetic"}, TypeError, "families must be a list of family names, not the string 'arithmetic'"),
+    ({"families": [3]}, ValueError, "unknown"),
+    ({"verify_timeout": math.inf}, ValueError, "verify_timeout must be a finite number of seconds above 0, got inf"),
+    ({"verify_timeout": math.nan}, ValueError, "verify_timeout must be a finite number"),
+    ({"verify_timeout": 0}, ValueError, "verify_timeout must be a finite number"),
+    ({"verify_timeout": -1}, ValueError, "verify_timeout must be a finite number"),
+    ({"verify_timeout": "3"}, TypeError, "verify_timeout must be a number of seconds, got '3'"),
+    ({"verify_timeout": True}, TypeError, "verify_timeout must be a number of seconds"),
+])
+def test_math_env_kwargs_are_checked_naming_the_argument(env_id, kwargs, error, needle):
+    with pytest.raises(error) as err:
+        gym.make(env_id, **kwargs)
+    assert needle in str(err.value)
+
+
+def test_good_math_env_kwargs_still_work():
+    env = gym.make("LMMR1/TextMath-v0", difficulty=[1, 3], families=("arithmetic",), verify_timeout=2)
+    assert env.unwrapped.difficulties == (1, 3) and env.unwrapped.verify_timeout == 2.0
+    assert gym.make("LMMR1/VisualMath-v0", difficulty=5, families=["clock"]).unwrapped.families == ("clock",)
