@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -15,9 +13,9 @@ from lmmr1_agent.agents import make_agent
 from lmmr1_agent.agents.hf import HFAgent
 from lmmr1_agent.agents.openai_http import AgentError, OpenAIAgent
 from lmmr1_env import build_messages
+from tests.chat_server import TEXT_CHAT, FakeChatServer, reply
 from tests.tiny_models import build_llama, build_tokenizer
 
-TEXT_CHAT = build_messages("You solve math.", [{"text": "What is 7 + 5?"}])
 IMAGE_CHAT = build_messages("You count.", [{"text": "How many red circles?",
                                             "image": np.random.default_rng(0).integers(0, 255, (56, 84, 3), np.uint8)}])
 
@@ -122,54 +120,6 @@ def test_embedded_graft_matches_smollm2():
 # ---- the OpenAI-compatible agent against real HTTP servers on loopback ----
 
 
-class FakeChatServer:
-    """A chat-completions server on 127.0.0.1 whose behaviour each test scripts."""
-
-    def __init__(self, behave):
-        self.behave, self.requests, self.in_flight, self.max_in_flight = behave, [], 0, 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                    attempt = len(server.requests)
-                try:
-                    status, payload = server.behave(attempt, body)
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def reply(text, finish="stop"):
-    return 200, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": finish}]}
-
-
 def test_http_agent_sends_chat_with_images():
     with FakeChatServer(lambda n, body: reply(f"<answer>{len(body['messages'])}</answer>")) as server:
         agent = OpenAIAgent(server.url, "my-model", api_key="sk-test", temperature=0.5, max_new_tokens=64)
@@ -232,7 +182,6 @@ def test_http_agent_respects_its_concurrency_limit():
 def test_qwen_vl_models_get_3d_image_positions_and_the_graft_keeps_sequence_ones(tiny_graft, tmp_path):
     """A real Qwen2.5-VL needs ``mm_token_type_ids`` for its 3-D (time, height, width) image positions; the
     embedded graft, whose language model only knows 1-D RoPE, declares sequence positions instead."""
-    import json
 
     graft = HFAgent(str(tiny_graft), max_new_tokens=2)
     assert "mm_token_type_ids" not in graft.adapter.prepare([IMAGE_CHAT])

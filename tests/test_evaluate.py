@@ -44,7 +44,7 @@ def test_user_errors_are_clear(tmp_path):
 
 def test_evaluate_an_api_model_over_http(tmp_path):
     """The evaluation CLI against an OpenAI-compatible server on loopback."""
-    from tests.test_agents import FakeChatServer, reply
+    from tests.chat_server import FakeChatServer, reply
 
     with FakeChatServer(lambda n, body: reply("<think>guess</think><answer>0</answer>")) as server:
         done = run_cli("--agent", server.url, "--api-model", "served-model", "--episodes", "6", "--no-progress",

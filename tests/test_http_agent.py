@@ -7,49 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from lmmr1_agent.agents.openai_http import AgentError, OpenAIAgent
-from tests.test_agents import TEXT_CHAT, FakeChatServer, reply
-
-
-class RawReplyServer:
-    """A server on 127.0.0.1 that answers every POST with the raw bytes ``body(attempt)`` (FakeChatServer sends
-    JSON it encodes itself, so it cannot send bytes that are not UTF-8)."""
-
-    def __init__(self, body):
-        self.attempts = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                self.rfile.read(int(self.headers["Content-Length"]))
-                server.attempts += 1
-                data = body(server.attempts)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from tests.chat_server import TEXT_CHAT, FakeChatServer, reply
 
 
 def hang(attempt, body):
@@ -82,12 +45,13 @@ def test_the_budget_stops_retries_before_the_retry_count_does():
 
 
 def test_one_failed_request_stops_the_others_retrying():
-    with FakeChatServer(lambda n, body: (500, {"error": "boom"})) as server:
-        agent = OpenAIAgent(server.url, "m", retries=3, backoff=0.3, max_concurrency=4)
+    # The first request is refused for good (400, not retried); the other three would retry 3 times each.
+    with FakeChatServer(lambda n, body: (400, {"error": "bad"}) if n == 1 else (500, {"error": "boom"})) as server:
+        agent = OpenAIAgent(server.url, "m", retries=3, backoff=0.5, max_concurrency=4)
         with pytest.raises(AgentError):
             agent.act([TEXT_CHAT] * 4, [{}] * 4)
         agent.close()
-    assert len(server.requests) < 4 * 4
+    assert len(server.requests) <= 4  # nobody retried after the first gave up
 
 
 @pytest.mark.parametrize("content,text", [(None, ""), ([{"type": "text", "text": "<answer>"}, {"type": "text",
@@ -110,10 +74,10 @@ def test_content_that_is_not_text_is_a_failed_reply(content):
 
 def test_a_body_that_is_not_utf8_is_retried():
     good = b'{"choices": [{"message": {"content": "<answer>2</answer>"}, "finish_reason": "stop"}]}'
-    with RawReplyServer(lambda n: b'{"choices": "\xff\xfe"}' if n == 1 else good) as server:
+    with FakeChatServer(lambda n, body: (200, b'{"choices": "\xff\xfe"}' if n == 1 else good)) as server:
         (response,) = OpenAIAgent(server.url, "m", backoff=0.01).act([TEXT_CHAT], [{}])
-    assert response.text == "<answer>2</answer>" and server.attempts == 2
-    with RawReplyServer(lambda n: b"\xff" * 10) as server:
+    assert response.text == "<answer>2</answer>" and len(server.requests) == 2
+    with FakeChatServer(lambda n, body: (200, b"\xff" * 10)) as server:
         with pytest.raises(AgentError, match=r"no answer after 3 attempt\(s\) \(the reply is not UTF-8"):
             OpenAIAgent(server.url, "m", retries=2, backoff=0.01).act([TEXT_CHAT], [{}])
 
