@@ -1,4 +1,5 @@
-"""What every lmmr1 command line checks before it loads a model: env specs, model folders, output folders.
+"""What every lmmr1 command line checks before it loads a model: env specs, model folders, output folders; and
+the one way a config dataclass becomes command-line options (:func:`option`, :func:`add_config_options`).
 
 A bad input is a :class:`ConfigError` whose message names the user's thing (``--env LMMR1/TextMath-v0:
 unknown argument 'nope'``); :class:`ArgumentParser` prints it, or argparse's own complaint, as one line on
@@ -8,6 +9,7 @@ stderr and exits with status 2. Nothing here imports torch, so ``evaluate`` star
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import inspect
 import json
@@ -39,6 +41,47 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def option(default: Any, doc: str, **extra: Any) -> Any:
+    """A config dataclass field: its default and a one-line doc (the ``--help`` text); ``alias="--lr"`` adds a
+    second flag. Lists and dicts get a fresh copy per instance."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: json.loads(json.dumps(default)),
+                                 metadata={"doc": doc, **extra})
+    return dataclasses.field(default=default, metadata={"doc": doc, **extra})
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+_json.__name__ = "JSON"  # argparse's complaint reads "invalid JSON value: '...'"
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class: type, *, skip: tuple[str, ...] = (),
+                       layered: bool = False) -> None:
+    """One ``--option`` per field of ``config_class`` (declared with :func:`option`), help from its doc: booleans
+    as ``--x/--no-x``, lists and dicts as JSON. ``layered``: an option not given parses as None, so a YAML value
+    underneath it survives; otherwise it parses as the field's default."""
+    for f in dataclasses.fields(config_class):
+        if f.name in skip:
+            continue
+        flags = [f"--{f.name.replace('_', '-')}"] + ([f.metadata["alias"]] if "alias" in f.metadata else [])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        given = {"dest": f.name, "default": None if layered else default}
+        if isinstance(default, bool):
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction,
+                                help=f"{f.metadata['doc']} (default: {default})", **given)
+        elif isinstance(default, (list, dict)):
+            parser.add_argument(*flags, type=_json, metavar="JSON",
+                                help=f"{f.metadata['doc']} (default: {json.dumps(default)})", **given)
+        else:
+            parser.add_argument(*flags, type=type(default), help=f"{f.metadata['doc']} (default: {default})",
+                                **given)
 
 
 def run_main(main: Callable[[], int | None]) -> NoReturn:

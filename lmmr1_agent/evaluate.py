@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import sys
 import time
@@ -38,6 +37,7 @@ from lmmr1_agent.cli import (
 )
 from lmmr1_agent.report import ReportWriter
 from lmmr1_agent.rollout import HISTORY_MODES, Episode, play_episodes
+from lmmr1_agent.stats import mean_stderr
 from lmmr1_env.datasets import DatasetError
 
 __all__ = ["build_parser", "main", "parse_env_spec", "summarize"]
@@ -46,9 +46,7 @@ __all__ = ["build_parser", "main", "parse_env_spec", "summarize"]
 def summarize(env_id: str, kwargs: dict, episodes: list[Episode], seconds: float) -> dict[str, Any]:
     """Mean return with standard error, per-term means, success and parse-error rates for one env."""
     n = len(episodes)
-    returns = [e.total_return for e in episodes]
-    mean = sum(returns) / n
-    var = sum((r - mean) ** 2 for r in returns) / (n - 1) if n > 1 else 0.0
+    mean, se = mean_stderr([e.total_return for e in episodes])
     terms = sorted({name for e in episodes for name in e.reward_terms})
     turns = sum(len(e.turns) for e in episodes)
     successes = [e.success for e in episodes if e.success is not None]
@@ -57,7 +55,7 @@ def summarize(env_id: str, kwargs: dict, episodes: list[Episode], seconds: float
         "kwargs": kwargs,
         "episodes": n,
         "mean_return": mean,
-        "stderr": math.sqrt(var / n),
+        "stderr": se,
         "reward_terms": {t: sum(e.reward_terms.get(t, 0.0) for e in episodes) / n for t in terms},
         "success_rate": sum(successes) / len(successes) if successes else None,
         "parse_error_rate": sum(e.parse_errors for e in episodes) / max(turns, 1),
@@ -102,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "repeat for several (default: LMMR1/TextMath-v0)")
     parser.add_argument("--agent", default="oracle",
                         help="scripted name (idle, random, oracle, game agents), embedded / embedded-vl (the built-in "
-                             "SmolLM2-135M and its VL graft with the aligned vision tower; embedded-vl-random: "
+                             "SmolLM2-135M and the VLM built on it with the aligned vision tower; embedded-vl-random: "
                              "with a fresh, blind tower), a model folder or hub id, vllm:MODEL, or an "
                              "OpenAI-compatible URL such as http://127.0.0.1:8000/v1 (default: oracle)")
     parser.add_argument("--api-model", help="model name to request from an OpenAI-compatible --agent URL")

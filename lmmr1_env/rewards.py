@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from lmmr1_env.math_pool import MathVerifier, VerifierTimeout
-from lmmr1_env.tags import last_tag_body
+from lmmr1_env.tags import last_tag_body, strip_eos
 
 FORMAT_WEIGHT = 0.5
 ACCURACY_WEIGHT = 1.0
@@ -25,15 +25,7 @@ DEFAULT_VERIFY_TIMEOUT = 3.0
 #: In "answer" mode a longer <answer> is not a final answer; it scores 0 without being parsed.
 MAX_ANSWER_CHARS = 10_000
 #: End-of-sequence markers LMM-R1 strips before checking anything.
-EOS_TOKENS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<\uff5cend\u2581of\u2581sentence\uff5c>")
 _FORMAT = re.compile(r"^<think>(?:(?!</think>).)*</think><answer>(?:(?!</answer>).)*</answer>\Z", re.DOTALL)
-
-
-def strip_eos(response: str) -> str:
-    """The response without end-of-sequence tokens and surrounding whitespace (LMM-R1's first step)."""
-    for token in EOS_TOKENS:
-        response = response.replace(token, "")
-    return response.strip()
 
 
 def format_ok(response: str) -> bool:

@@ -53,3 +53,15 @@ def first_tag_body(text: str, tag: str) -> str | None:
         return None
     end = text.find(closing, start + len(opening))
     return None if end < 0 else text[start + len(opening):end]
+
+
+#: End-of-sequence tokens a response may carry (ChatML, GPT/Qwen base, Gemma, DeepSeek), removed before judging.
+EOS_TOKENS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<\uff5cend\u2581of\u2581sentence\uff5c>")
+
+
+def strip_eos(response: str) -> str:
+    """The response without end-of-sequence tokens (anywhere) and surrounding whitespace (LMM-R1's first step);
+    every env judges what this returns."""
+    for token in EOS_TOKENS:
+        response = response.replace(token, "")
+    return response.strip()

@@ -297,3 +297,16 @@ def test_gradients_flow_through_every_loss():
     loss.backward()
     for grad in (logits.grad, values.grad):
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_cosine_schedule_warms_up_then_decays_to_a_tenth():
+    """The one schedule the learner and the alignment share."""
+    from lmmr1_agent.learner.algorithms import cosine_factor
+
+    factors = [cosine_factor(step, 100, 10) for step in range(100)]
+    assert all(math.isclose(a, b) for a, b in zip(factors[:3], [0.1, 0.2, 0.3]))
+    assert factors[9] == 1.0 == cosine_factor(10, 100, 10)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert abs(cosine_factor(100, 100, 10) - 0.1) < 1e-12
+    assert cosine_factor(500, 100, 10) == cosine_factor(100, 100, 10)
+    assert cosine_factor(0, 5, 0) == 1.0  # no warm-up asked: one step of it

@@ -9,8 +9,9 @@ from lmmr1_agent.agents.football import FootballHeuristicAgent
 from lmmr1_env.football import reward as rw
 from lmmr1_env.football.actions import ACTION_IDS, parse_action
 from lmmr1_env.football.env import FootballEnv
+from lmmr1_env.football.physics import CONTROL_HEIGHT
 from lmmr1_env.football.scenarios import Scenario, load_scenarios, select_scenarios, subsets
-from lmmr1_env.football.sim import CONTROL_HEIGHT, Command, Match
+from lmmr1_env.football.sim import Command, Match
 
 RIGHT = "<answer>action_right</answer>"
 

@@ -44,3 +44,45 @@ def test_env_package_does_not_import_torch(run_python):
                      "for i in lmmr1_env.registered_ids(): gym.make(i).reset(seed=0)\n"
                      "print('torch' in sys.modules)")
     assert out.strip() == "False"
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Modules of ``package`` that ``path`` imports anywhere (functions included), type-checking imports aside."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and ast.unparse(node.test).endswith(
+        "TYPE_CHECKING") for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(package):
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith(package)}
+    return found
+
+
+@pytest.mark.parametrize("package", ["lmmr1_env", "lmmr1_agent"])
+def test_no_module_imports_one_that_imports_it_back(package):
+    """Each concept has one home: no import cycles between modules, even through function-level imports."""
+    root = ROOT / package
+    modules = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+               for f in root.rglob("*.py")}
+    graph = {name: {m for m in _imports(path, package) if m in modules and m != name}
+             for name, path in modules.items()}
+    cycles, done = [], set()
+
+    def walk(name: str, path: list[str]) -> None:  # depth-first; a dependency still on the path closes a cycle
+        for dep in sorted(graph[name]):
+            if dep in path:
+                cycles.append(" -> ".join(path[path.index(dep):] + [dep]))
+            elif dep not in done:
+                walk(dep, path + [dep])
+        done.add(name)
+
+    for name in sorted(graph):
+        if name not in done:
+            walk(name, [name])
+    assert not cycles, sorted(set(cycles))[:5]

@@ -93,10 +93,19 @@ def test_eos_tokens_are_stripped_anywhere_then_whitespace():
     base = respond("Left")
     deepseek_end = "<\uff5cend\u2581of\u2581sentence\uff5c>"
     for response in [base + "<|im_end|>", base + "<|endoftext|>\n", "  " + base + deepseek_end,
-                     "<think>pl<|im_end|>an</think><answer>Left</answer>"]:
+                     "<think>pl<|im_end|>an</think><answer>Left</answer>", base + "<end_of_turn>",
+                     "<think>plan</think><answer>Le<end_of_turn>ft</answer>"]:
         assert score_plan(response, CORRIDOR).reward == score_plan(base, CORRIDOR).reward, response
-    # Other end tokens are not stripped: they sit outside the tags and do not break the format either.
-    assert score_plan(base + "<end_of_turn>", CORRIDOR).terms["format"] == 0.5
+
+
+def test_every_env_strips_the_same_end_tokens():
+    """One strip_eos for all envs: a Gemma-style ``<end_of_turn>`` inside the answer scores as without it."""
+    from lmmr1_env.rewards import score_math
+
+    gemma = "<think>7 + 5 = 12</think><answer>1<end_of_turn>2</answer>"
+    assert score_math(gemma, "12", mode="answer").reward == 1.5
+    assert score_plan("<think>plan</think><answer>Le<end_of_turn>ft</answer>", CORRIDOR).reward == score_plan(
+        respond("Left"), CORRIDOR).reward
 
 
 def test_seven_lefts_keep_the_move_term_eight_lose_it():

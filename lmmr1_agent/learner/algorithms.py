@@ -7,6 +7,8 @@ policy generated; rows may be left- or right-padded. Sequence-level tensors (`re
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 ESTIMATORS = ("gae", "reinforce", "rloo", "reinforce_baseline", "dr_grpo", "group_norm")
@@ -270,3 +272,13 @@ def entropy(logits: torch.Tensor, action_mask: torch.Tensor, aggregation: str = 
     p = logp.exp()
     per_token = -(p * logp.masked_fill(p == 0, 0.0)).sum(dim=-1)  # 0·log 0 = 0 for banned (-inf) logits
     return aggregate(per_token, action_mask, aggregation, max_len)
+
+
+def cosine_factor(step: int, total: int, warmup: int) -> float:
+    """The learning-rate multiplier at ``step`` of ``total``: linear warm-up over ``warmup`` steps, then cosine decay
+    to 0.1 (OpenRLHF's ``cosine_with_min_lr``, ``min_lr = 0.1 × lr``)."""
+    warmup = max(1, warmup)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))

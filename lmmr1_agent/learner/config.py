@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lmmr1_agent.cli import ConfigError, check_env, check_model, parse_env_spec
+from lmmr1_agent.cli import ConfigError, add_config_options, check_env, check_model, option, parse_env_spec
 from lmmr1_agent.learner.algorithms import AGGREGATIONS, ESTIMATORS, KL_ESTIMATORS
 from lmmr1_agent.rollout import HISTORY_MODES
 
@@ -25,72 +24,69 @@ __all__ = ["FIELDS", "STAGES", "ConfigError", "StageConfig", "add_arguments", "c
 
 STAGES = ("fre", "mgt")
 
-def _f(default: Any, doc: str, **kw: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata={"doc": doc, **kw})
-    return field(default=default, metadata={"doc": doc, **kw})
 
 
 @dataclass
 class StageConfig:
     """Everything one stage of training needs (FRE on text envs, or MGT on multimodal envs)."""
 
-    stage: str = _f("fre", "stage: fre (text RL) or mgt (multimodal RL, starts from the FRE result)")
-    model: str = _f("embedded", "policy to start from: embedded, embedded-vl (aligned tower), embedded-vl-random, "
+    stage: str = option("fre", "stage: fre (text RL) or mgt (multimodal RL, starts from the FRE result)")
+    model: str = option("embedded", "policy to start from: embedded, embedded-vl (aligned tower), embedded-vl-random, "
                     "a model folder or hub id")
-    envs: list = _f([{"id": "LMMR1/TextMath-v0", "weight": 1.0, "kwargs": {}}],
+    envs: list = option([{"id": "LMMR1/TextMath-v0", "weight": 1.0, "kwargs": {}}],
                     "env mixture: a list of {id, weight, kwargs}; --env ID replaces it with one env")
-    advantage_estimator: str = _f("group_norm", f"advantage estimator: {', '.join(ESTIMATORS)}")
-    n_samples_per_prompt: int = _f(8, "samples per prompt (one env seed): the GRPO group size")
-    rollout_batch_size: int = _f(4, "prompts (env seeds) per training step")
-    train_batch_size: int = _f(32, "sequences per optimizer step")
-    micro_train_batch_size: int = _f(8, "sequences per forward/backward (gradient accumulation in between)")
-    max_epochs: int = _f(1, "passes over each rollout batch")
-    num_steps: int = _f(40, "training steps (rollout + update) in this stage")
-    actor_learning_rate: float = _f(1e-5, "AdamW learning rate of the policy", alias="--lr")
-    lr_scheduler: str = _f("constant", "learning-rate schedule: constant, or cosine to 0.1 x lr after warm-up")
-    lr_warmup_ratio: float = _f(0.03, "share of steps spent warming the learning rate up (cosine schedule)")
-    adam_betas: list = _f([0.9, 0.95], "AdamW betas")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    max_norm: float = _f(1.0, "gradient clipping norm")
-    init_kl_coef: float = _f(0.0, "KL coefficient beta; 0 loads no reference model at all")
-    critic_learning_rate: float = _f(9e-6, "AdamW learning rate of the critic (advantage_estimator gae only)")
-    gamma: float = _f(1.0, "discount (gae and reinforce; forced to 1 for the group estimators)")
-    lambd: float = _f(1.0, "GAE lambda")
-    value_clip: float = _f(0.2, "critic value clip around the old values")
-    kl_estimator: str = _f("k3", f"KL estimator: {', '.join(KL_ESTIMATORS)}")
-    use_kl_loss: bool = _f(False, "put the KL in the loss instead of the reward")
-    eps_clip: float = _f(0.2, "policy ratio clip epsilon")
-    loss_aggregation: str = _f("token", f"loss aggregation: {', '.join(AGGREGATIONS)}")
-    entropy_coef: float = _f(0.0, "entropy bonus coefficient")
-    temperature: float = _f(1.0, "sampling temperature for training rollouts")
-    generate_max_len: int = _f(48, "max new tokens per response")
-    max_pixels: int = _f(256 * 28 * 28, "image processor upper bound on pixels per image (image tokens x 784)")
-    freeze_prefix: list = _f([], "parameter-name prefixes to freeze (Qwen2.5-VL vision tower: model.visual.)")
-    history: str = _f("auto", "multi-turn prompts: full (one growing token sequence), last (latest observation), "
+    advantage_estimator: str = option("group_norm", f"advantage estimator: {', '.join(ESTIMATORS)}")
+    n_samples_per_prompt: int = option(8, "samples per prompt (one env seed): the GRPO group size")
+    rollout_batch_size: int = option(4, "prompts (env seeds) per training step")
+    train_batch_size: int = option(32, "sequences per optimizer step")
+    micro_train_batch_size: int = option(8, "sequences per forward/backward (gradient accumulation in between)")
+    max_epochs: int = option(1, "passes over each rollout batch")
+    num_steps: int = option(40, "training steps (rollout + update) in this stage")
+    actor_learning_rate: float = option(1e-5, "AdamW learning rate of the policy", alias="--lr")
+    lr_scheduler: str = option("constant", "learning-rate schedule: constant, or cosine to 0.1 x lr after warm-up")
+    lr_warmup_ratio: float = option(0.03, "share of steps spent warming the learning rate up (cosine schedule)")
+    adam_betas: list = option([0.9, 0.95], "AdamW betas")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_norm: float = option(1.0, "gradient clipping norm")
+    init_kl_coef: float = option(0.0, "KL coefficient beta; 0 loads no reference model at all")
+    critic_learning_rate: float = option(9e-6, "AdamW learning rate of the critic (advantage_estimator gae only)")
+    gamma: float = option(1.0, "discount (gae and reinforce; forced to 1 for the group estimators)")
+    lambd: float = option(1.0, "GAE lambda")
+    value_clip: float = option(0.2, "critic value clip around the old values")
+    kl_estimator: str = option("k3", f"KL estimator: {', '.join(KL_ESTIMATORS)}")
+    use_kl_loss: bool = option(False, "put the KL in the loss instead of the reward")
+    eps_clip: float = option(0.2, "policy ratio clip epsilon")
+    loss_aggregation: str = option("token", f"loss aggregation: {', '.join(AGGREGATIONS)}")
+    entropy_coef: float = option(0.0, "entropy bonus coefficient")
+    temperature: float = option(1.0, "sampling temperature for training rollouts")
+    generate_max_len: int = option(48, "max new tokens per response")
+    max_pixels: int = option(256 * 28 * 28, "image processor upper bound on pixels per image (image tokens x 784)")
+    freeze_prefix: list = option([], "parameter-name prefixes to freeze (embedded-vl: model.vision_tower. and "
+                                 "model.multi_modal_projector.; Qwen2.5-VL: model.visual.)")
+    history: str = option("auto", "multi-turn prompts: full (one growing token sequence), last (latest observation), "
                       "auto (the env's choice: last for Football, full elsewhere)")
-    max_turns: int = _f(8, "turns per episode before it is cut (multi-turn envs)")
-    demonstration: bool = _f(True, "send the env's solved example exchange before the task")
-    skip_zero_advantage_groups: bool = _f(True, "skip the backward for groups whose advantages are all zero")
-    eval_prompts: int = _f(128, "held-out (split=test) prompts per evaluation, one sample each")
-    eval_temperature: float = _f(1.0, "sampling temperature of evaluations (the training temperature)")
-    eval_every: int = _f(0, "evaluate every N steps (0: only before and after the stage)")
-    save_every: int = _f(10, "write a checkpoint every N steps")
-    keep_checkpoints: int = _f(2, "numbered checkpoints kept (the newest ones)")
-    seed: int = _f(0, "run seed: env seeds, sampling and initialisation derive from it")
-    output_dir: str = _f("runs/default", "run folder; fre/ and mgt/ live inside it")
-    from_base: bool = _f(False, "mgt only: start from the base model instead of fre/final (Direct-RL baseline)")
-    threads: int = _f(0, "torch CPU threads (0: torch's default)")
-    num_env_runners: int = _f(0, "Ray env-runner actors (0: runner and learner in this process, the default)")
-    ray_address: str = _f("", "Ray cluster to join: auto, HOST:PORT or ray://...; empty starts a local one")
-    ray_object_store_mb: int = _f(0, "object store of a local Ray cluster in MB (0: 256 + twice the weights)")
-    runner_num_cpus: float = _f(1.0, "CPUs reserved per env-runner actor (also its torch threads)")
-    runner_num_gpus: float = _f(0.0, "GPUs reserved per env-runner actor")
-    runner_memory_mb: int = _f(0, "memory reserved per env-runner actor in MB (0: no reservation)")
-    learner_num_cpus: float = _f(1.0, "CPUs reserved for the learner actor (also its torch threads)")
-    learner_num_gpus: float = _f(0.0, "GPUs reserved for the learner actor")
-    learner_memory_mb: int = _f(0, "memory reserved for the learner actor in MB (0: no reservation)")
-    max_runner_restarts: int = _f(3, "env-runner restarts allowed per step before the run stops")
+    max_turns: int = option(8, "turns per episode before it is cut (multi-turn envs)")
+    demonstration: bool = option(True, "send the env's solved example exchange before the task")
+    skip_zero_advantage_groups: bool = option(True, "skip the backward for groups whose advantages are all zero")
+    eval_prompts: int = option(128, "held-out (split=test) prompts per evaluation, one sample each")
+    eval_temperature: float = option(1.0, "sampling temperature of evaluations (the training temperature)")
+    eval_every: int = option(0, "evaluate every N steps (0: only before and after the stage)")
+    save_every: int = option(10, "write a checkpoint every N steps")
+    keep_checkpoints: int = option(2, "numbered checkpoints kept (the newest ones)")
+    seed: int = option(0, "run seed: env seeds, sampling and initialisation derive from it")
+    output_dir: str = option("runs/default", "run folder; fre/ and mgt/ live inside it")
+    from_base: bool = option(False, "mgt only: start from the base model instead of fre/final (Direct-RL baseline)")
+    threads: int = option(0, "torch CPU threads (0: torch's default)")
+    num_env_runners: int = option(0, "Ray env-runner actors (0: runner and learner in this process, the default)")
+    ray_address: str = option("", "Ray cluster to join: auto, HOST:PORT or ray://...; empty starts a local one")
+    ray_object_store_mb: int = option(0, "object store of a local Ray cluster in MB (0: 256 + twice the weights)")
+    runner_num_cpus: float = option(1.0, "CPUs reserved per env-runner actor (also its torch threads)")
+    runner_num_gpus: float = option(0.0, "GPUs reserved per env-runner actor")
+    runner_memory_mb: int = option(0, "memory reserved per env-runner actor in MB (0: no reservation)")
+    learner_num_cpus: float = option(1.0, "CPUs reserved for the learner actor (also its torch threads)")
+    learner_num_gpus: float = option(0.0, "GPUs reserved for the learner actor")
+    learner_memory_mb: int = option(0, "memory reserved for the learner actor in MB (0: no reservation)")
+    max_runner_restarts: int = option(3, "env-runner restarts allowed per step before the run stops")
 
     def validate(self) -> StageConfig:
         """Raise ConfigError on the first bad value, naming it."""
@@ -179,37 +175,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
-_json.__name__ = "JSON"  # argparse's complaint reads "invalid JSON value: '...'"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--option`` per config field (plus aliases such as ``--lr``), help from the field docs."""
-    for name, f in FIELDS.items():
-        if name == "stage":  # the CLI's own --stage chooses which stages run
-            continue
-        flags = [f"--{name.replace('_', '-')}"] + ([f.metadata["alias"]] if "alias" in f.metadata else [])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kind = type(default)
-        if name == "envs":
-            parser.add_argument("--env", dest="envs", metavar="ID[:JSON]",
-                                help="train on this one env (optionally with JSON kwargs) instead of the mixture")
-            continue
-        if kind is bool:
-            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{f.metadata['doc']} (default: {default})")
-        elif kind is list:
-            parser.add_argument(*flags, dest=name, type=_json, default=None, metavar="JSON",
-                                help=f"{f.metadata['doc']} (default: {json.dumps(default)})")
-        else:
-            parser.add_argument(*flags, dest=name, type=kind, default=None,
-                                help=f"{f.metadata['doc']} (default: {default})")
+    """One ``--option`` per config field (plus aliases such as ``--lr``), help from the field docs; ``--env`` takes
+    one env spec in place of the mixture."""
+    parser.add_argument("--env", dest="envs", metavar="ID[:JSON]",
+                        help="train on this one env (optionally with JSON kwargs) instead of the mixture")
+    # the CLI's own --stage chooses which stages run
+    add_config_options(parser, StageConfig, skip=("stage", "envs"), layered=True)
 
 
 def resolve(values: dict[str, Any], overrides: dict[str, Any]) -> StageConfig:

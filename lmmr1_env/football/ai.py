@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lmmr1_env.football.physics import AIR_DRAG, CONTROL_HEIGHT, GRAVITY, GROUND_FRICTION, RUN, SPRINT
+
 if TYPE_CHECKING:
     from lmmr1_env.football.sim import Match
 
@@ -34,7 +36,6 @@ def press_radius(difficulty: float) -> float:
 
 def ball_path(match: Match) -> tuple[np.ndarray, np.ndarray]:
     """The free ball's predicted ``(HORIZON, 2)`` positions and whether each can be controlled (low enough)."""
-    from lmmr1_env.football.sim import AIR_DRAG, CONTROL_HEIGHT, GRAVITY, GROUND_FRICTION
 
     vx, vy, vz = match.ball_vel
     airborne = match.ball[2] > 0.0 or vz > 0.0
@@ -64,7 +65,6 @@ def arrival_frames(match: Match, speeds: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def desired_velocities(match: Match, controlled: int) -> np.ndarray:
     """The ``(n_players, 2)`` velocity each player wants this frame (the controlled player's is overridden)."""
-    from lmmr1_env.football.sim import RUN, SPRINT
 
     pos, n_left, diff = match.pos, match.n_left, match.difficulty
     n = len(pos)
@@ -142,7 +142,6 @@ def _keeper(match: Match, target: np.ndarray, speed: np.ndarray, keeper: int, go
             points: np.ndarray | None) -> None:
     """A goalkeeper stands on the ball-goal line a little off his line; rushes a close ball and meets a loose
     ball heading his way where he can first reach it."""
-    from lmmr1_env.football.sim import RUN, SPRINT
 
     ball = match.ball[:2]
     goal = np.array([goal_x, 0.0])

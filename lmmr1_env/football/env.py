@@ -11,10 +11,11 @@ import numpy as np
 from lmmr1_env.core import LMMEnv
 from lmmr1_env.football import ai
 from lmmr1_env.football.actions import ACTION_IDS, BUILTIN_AI, DIRECTIONS, IDLE, KICKS, parse_action
-from lmmr1_env.football.render import render_frame
+from lmmr1_env.football.physics import FIELD_X, FIELD_Y, SPRINT
+from lmmr1_env.football.render import render_frame, show_frame
 from lmmr1_env.football.reward import MAX_FRAMES, TERMS, FrameView, RewardTracker
 from lmmr1_env.football.scenarios import load_scenarios, select_scenarios
-from lmmr1_env.football.sim import FIELD_X, FIELD_Y, SPRINT, Command, Match
+from lmmr1_env.football.sim import Command, Match
 from lmmr1_env.types import Message, Observation
 
 SYSTEM_PROMPT = (
@@ -342,8 +343,6 @@ class FootballEnv(LMMEnv):
             raise RuntimeError("render() called before reset()")
         frame = self._image()
         if self.render_mode == "human":
-            from lmmr1_env.football.play import show_frame
-
             self._viewer = show_frame(self._viewer, frame, self.metadata["render_fps"])
             return None
         return frame

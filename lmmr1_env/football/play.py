@@ -8,30 +8,11 @@ one turn, so MageBench's macro-actions apply (the same arrow twice runs on; a pa
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import numpy as np
 
 _KEY_ACTIONS = {"s": "action_short_pass", "w": "action_long_pass", "a": "action_high_pass", "d": "action_shot"}
 _ARROWS = {(-1, 0): "action_left", (-1, -1): "action_top_left", (0, -1): "action_top", (1, -1): "action_top_right",
            (1, 0): "action_right", (1, 1): "action_bottom_right", (0, 1): "action_bottom",
            (-1, 1): "action_bottom_left"}
-
-
-def show_frame(viewer: Any, frame: np.ndarray, fps: int) -> Any:
-    """Draw ``frame`` ((H, W, 3) uint8) into the pygame window ``viewer`` (opened on first use); returns it."""
-    import pygame
-
-    if viewer is None:
-        pygame.init()
-        pygame.display.set_caption("LMMR1 Football")
-        viewer = {"screen": pygame.display.set_mode((frame.shape[1], frame.shape[0])),
-                  "clock": pygame.time.Clock()}
-    surface = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
-    viewer["screen"].blit(surface, (0, 0))
-    pygame.display.flip()
-    viewer["clock"].tick(fps)
-    return viewer
 
 
 def key_to_action(key_name: str, pressed: dict[str, bool], sprint: bool, dribble: bool) -> str | None:

@@ -1,13 +1,16 @@
-"""Drawing the match: a top-down pitch, two kits (ours yellow), the ball with its shadow, the marked player."""
+"""Drawing the match: a top-down pitch, two kits (ours yellow), the ball with its shadow, the marked player; and
+showing frames in a pygame window (``render_mode="human"``)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lmmr1_env.football.sim import FIELD_X, FIELD_Y, GOAL_HALF_WIDTH, Match
+from lmmr1_env.football.physics import FIELD_X, FIELD_Y, GOAL_HALF_WIDTH
+from lmmr1_env.football.sim import Match
 
 GRASS = ((46, 125, 50), (56, 142, 60))
 LINE = (235, 245, 235)
@@ -165,3 +168,19 @@ def render_frame(match: Match, controlled: int, size: tuple[int, int], panel_tex
         if a < b and c < d:
             out[c:d, a:b] = canvas[c:d, a:b, :3]
     return out
+
+
+def show_frame(viewer: Any, frame: np.ndarray, fps: int) -> Any:
+    """Draw ``frame`` ((H, W, 3) uint8) into the pygame window ``viewer`` (opened on first use); returns it."""
+    import pygame
+
+    if viewer is None:
+        pygame.init()
+        pygame.display.set_caption("LMMR1 Football")
+        viewer = {"screen": pygame.display.set_mode((frame.shape[1], frame.shape[0])),
+                  "clock": pygame.time.Clock()}
+    surface = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
+    viewer["screen"].blit(surface, (0, 0))
+    pygame.display.flip()
+    viewer["clock"].tick(fps)
+    return viewer

@@ -24,8 +24,8 @@ from lmmr1_env.sokoban.rules import (
     step_reward_terms,
 )
 from lmmr1_env.sokoban.solver import DEFAULT_MAX_STATES, SolveResult, solve
-from lmmr1_env.sokoban.verifier import MAX_REPLAY, score_plan, strip_eos
-from lmmr1_env.tags import first_tag_body
+from lmmr1_env.sokoban.verifier import MAX_REPLAY, score_plan
+from lmmr1_env.tags import first_tag_body, strip_eos
 from lmmr1_env.types import Message, Observation
 
 MODES = ("plan", "step")

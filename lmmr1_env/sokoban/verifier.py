@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass, field
 
 from lmmr1_env.sokoban.rules import Level, best_cumulative_reward, play
+from lmmr1_env.tags import strip_eos
 
 #: End-of-sequence tokens removed (every occurrence) before scoring, as LMM-R1's reward server does.
-EOS_TOKENS = ("<|im_end|>", "<\uff5cend\u2581of\u2581sentence\uff5c>", "<|endoftext|>")
 #: Moves replayed for the task term.
 MAX_REPLAY = 50
 FORMAT_REWARD = 0.5
@@ -51,13 +51,6 @@ class PlanScore:
     #: Pieces counted by the thinking term.
     thinking_words: int = 0
     step_rewards: list[float] = field(default_factory=list)
-
-
-def strip_eos(response: str) -> str:
-    """The response without end-of-sequence tokens (anywhere) and outer whitespace."""
-    for token in EOS_TOKENS:
-        response = response.replace(token, "")
-    return response.strip()
 
 
 def answer_items(response: str) -> list[str]:
