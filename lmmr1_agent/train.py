@@ -30,8 +30,9 @@ from lmmr1_agent.learner.config import FIELDS, STAGES, ConfigError, StageConfig,
 from lmmr1_agent.learner.plots import reward_curve
 from lmmr1_agent.learner.samples import episodes_to_samples
 from lmmr1_agent.learner.trainer import summarize_eval
-from lmmr1_agent.learner.workers import SUMMARY, LearnerDied, LocalWorkers
+from lmmr1_agent.learner.workers import SUMMARY, LearnerDied, LocalWorkers, Workers
 from lmmr1_agent.models.embedded import resolve_model
+from lmmr1_agent.models.saving import save_model_folder
 from lmmr1_agent.report import write_report
 
 
@@ -41,7 +42,8 @@ def default_config(stage: str) -> Path:
 
 
 def mgt_start(config: StageConfig, run_dir: Path) -> str:
-    """The model MGT starts from: FRE's result grafted onto ``config.model``'s vision tower, or the base model."""
+    """The model MGT starts from: FRE's result (a VL model already, or a text model grafted onto ``config.model``'s
+    vision side), or with ``--from-base`` the base model itself (Direct-RL)."""
     if config.from_base:
         return resolve_model(config.model)
     fre_final = run_dir / "fre" / "final"
@@ -56,29 +58,60 @@ def mgt_start(config: StageConfig, run_dir: Path) -> str:
     target = run_dir / "mgt" / "init"
     if (target / "config.json").is_file():
         return str(target)
-    from transformers import AutoTokenizer, LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
-
-    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
-
-    base = Path(resolve_model(config.model))
-    base_config = AutoConfig.from_pretrained(base)
-    if base_config.model_type != "qwen2_5_vl":
-        raise ConfigError(f"mgt model {config.model} must be a Qwen2.5-VL model to take FRE's language weights")
-    vision = {k: getattr(base_config.vision_config, k) for k in ("depth", "hidden_size", "num_heads",
-              "intermediate_size", "patch_size", "spatial_merge_size", "temporal_patch_size", "window_size")}
-    llama = LlamaForCausalLM.from_pretrained(fre_final, dtype=torch.float32)
-    model, tokenizer = graft_into_qwen2_5_vl(llama, AutoTokenizer.from_pretrained(fre_final), vision=vision)
-    # The vision tower and merger come from the base VL model (aligned there, if it was).
-    base_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
-    model.model.visual.load_state_dict(base_model.model.visual.state_dict())
+    model, tokenizer = graft_fre_result(fre_final, Path(resolve_model(config.model)), config.model)
     tmp = Path(tempfile.mkdtemp(prefix=".init-", dir=target.parent.mkdir(parents=True, exist_ok=True) or target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    save_model_folder(tmp, model, tokenizer)
     os.replace(tmp, target)
     return str(target)
 
 
-def make_workers(config: StageConfig, model_path: str):
+def graft_fre_result(fre_final: Path, base: Path, name: str):
+    """``(model, tokenizer)``: the text model FRE trained inside the VL model ``base``, whose vision side (tower and
+    projector or merger, aligned there if it was) is copied unchanged. FastVLM and Qwen2.5-VL bases are supported."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, LlamaForCausalLM
+
+    from lmmr1_agent.models.fastvlm import build_resnet_vlm
+    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
+
+    base_config = AutoConfig.from_pretrained(base)
+    llama = LlamaForCausalLM.from_pretrained(fre_final, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(fre_final)
+    if base_config.model_type == "fast_vlm":
+        if not hasattr(base_config, "lmmr1_image_size") or base_config.vision_config.model_type != "resnet":
+            raise ConfigError(f"mgt model {name}: a FastVLM not built by lmmr1 (ResNet tower) cannot take FRE's "
+                              "text model; run FRE on the VL model itself (--stage fre --model " + name + ")")
+        # Only the tower and projector carry over: a language update the base learned in its alignment is
+        # replaced by FRE's language weights (the defaults run FRE on the VL model and keep it).
+        print(f"[lmmr1] grafting FRE's text model into {name}: its vision side is kept, its language weights are "
+              "FRE's", file=sys.stderr)
+        model, tokenizer = build_resnet_vlm(llama, tokenizer, image_size=base_config.lmmr1_image_size,
+                                            tower=_resnet_shape(base_config.vision_config))
+        vision = ("model.vision_tower.", "model.multi_modal_projector.")
+    elif base_config.model_type == "qwen2_5_vl":
+        shape = {k: getattr(base_config.vision_config, k) for k in (
+            "depth", "hidden_size", "num_heads", "intermediate_size", "patch_size", "spatial_merge_size",
+            "temporal_patch_size", "window_size")}
+        model, tokenizer = graft_into_qwen2_5_vl(llama, tokenizer, vision=shape)
+        vision = ("model.visual.",)
+    else:
+        raise ConfigError(f"mgt model {name} is a {base_config.model_type!r} model: FRE's text model can be grafted "
+                          "into a FastVLM (embedded-vl) or Qwen2.5-VL model only; run FRE on the VL model itself "
+                          "(--stage fre --model " + name + ")")
+    base_state = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32).state_dict()
+    own = {k: v for k, v in base_state.items() if k.startswith(vision)}
+    missing, unexpected = model.load_state_dict(own, strict=False)
+    unexpected += [k for k in missing if k.startswith(vision)]  # a vision weight the base lacks stays random
+    if unexpected or not own:
+        raise ConfigError(f"mgt model {name}: its vision weights do not fit the grafted model ({unexpected[:3]})")
+    return model, tokenizer
+
+
+def _resnet_shape(vision_config) -> dict:
+    return {"embedding_size": vision_config.embedding_size, "hidden_sizes": list(vision_config.hidden_sizes),
+            "depths": list(vision_config.depths)}
+
+
+def make_workers(config: StageConfig, model_path: str) -> Workers:
     """The stage's runner(s) and learner: in this process, or Ray actors when ``num_env_runners > 0``."""
     if config.num_env_runners:
         from lmmr1_agent.learner.ray_workers import RayWorkers

@@ -1,4 +1,4 @@
-"""Agents: Hugging Face models (text and Qwen2.5-VL graft), the OpenAI-compatible client over real HTTP."""
+"""Agents: Hugging Face models (text, the Qwen2.5-VL graft, FastVLM), the OpenAI-compatible client over real HTTP."""
 
 from __future__ import annotations
 
@@ -98,13 +98,13 @@ def test_unknown_agent_names_the_choices():
         make_agent("http://127.0.0.1:9/v1")
 
 
-def test_embedded_graft_matches_smollm2():
-    """The shipped default: SmolLM2-135M-Instruct and its Qwen2.5-VL graft give the same text logits."""
-    from transformers import AutoTokenizer, LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
+def test_embedded_vlm_before_alignment_matches_smollm2():
+    """The embedded VLM's build: SmolLM2-135M-Instruct inside FastVLM gives SmolLM2's text logits and template."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer, LlamaForCausalLM
 
     from lmmr1_agent.models.embedded import smollm2_path, smollm2_vl_path
 
-    text, vl = smollm2_path(), smollm2_vl_path()
+    text, vl = smollm2_path(), smollm2_vl_path(aligned=False)
     tokenizer = AutoTokenizer.from_pretrained(text)
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 7 + 5?"}], tokenize=False,
                                            add_generation_prompt=True)
@@ -113,8 +113,23 @@ def test_embedded_graft_matches_smollm2():
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
         original = LlamaForCausalLM.from_pretrained(text, dtype=torch.float32)(ids).logits
-        grafted = Qwen2_5_VLForConditionalGeneration.from_pretrained(vl, dtype=torch.float32)(input_ids=ids).logits
-    assert (original - grafted[..., : original.shape[-1]]).abs().max().item() < 1e-4
+        built = AutoModelForImageTextToText.from_pretrained(vl, dtype=torch.float32)(input_ids=ids).logits
+    assert (original - built[..., : original.shape[-1]]).abs().max().item() < 1e-4
+
+
+def test_fastvlm_agent_sees_images_and_never_writes_the_image_token(tmp_path, tiny_llama):
+    from tests.tiny_models import build_fastvlm
+
+    agent = HFAgent(str(build_fastvlm(tmp_path / "vlm", tiny_llama)), temperature=1.0, max_new_tokens=6, seed=0)
+    assert type(agent.model).__name__ == "FastVlmForConditionalGeneration"
+    image_token = agent.model.config.image_token_id
+    assert agent.banned_token_ids == [image_token]
+    inputs = agent.adapter.prepare([IMAGE_CHAT, TEXT_CHAT])
+    assert inputs["pixel_values"].shape == (1, 3, 32, 32)  # the 56 × 84 picture, resized to the tower's square
+    assert (inputs["input_ids"][0] == image_token).sum().item() == 4 and image_token not in inputs["input_ids"][1]
+    replies = agent.act([IMAGE_CHAT, TEXT_CHAT], [{}, {}])
+    assert all(r.token_ids and image_token not in r.token_ids for r in replies)
+    assert replies[0].prompt_token_ids.count(image_token) == 4
 
 
 # ---- the OpenAI-compatible agent against real HTTP servers on loopback ----

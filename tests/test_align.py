@@ -1,4 +1,5 @@
-"""Alignment: only the vision side learns, the language side is untouched, the shipped tower rebuilds exactly."""
+"""Alignment of the embedded VLM: the tower and projector learn to read, LoRA factors teach the language model,
+the language model's own weights are untouched until the merge, a killed run resumes, the shipped VLM rebuilds."""
 
 from __future__ import annotations
 
@@ -10,18 +11,23 @@ import torch
 
 from lmmr1_agent.align.data import FAMILY_NAMES, describe, draw_rows, figure_labels, target_text
 from lmmr1_agent.align.phases import (
-    FrozenPrefix,
     LabelHeads,
-    freeze_language,
+    SharedOpening,
+    add_lora,
     label_loss,
     language_batch,
     language_loss,
+    lora_deltas,
+    merge_lora,
+    train_only,
+    vision_parameters,
 )
-from lmmr1_agent.align.run import AlignConfig, align, build_parser, save_vision
+from lmmr1_agent.align.run import AlignConfig, align, build_parser, build_vlm, save_weights
 from lmmr1_env.visualmath.generators import FAMILIES
 from tests.tiny_models import build_llama
 
-TINY = {"depth": 2, "width": 32, "heads": 2, "image_size": 56, "families": "clock,counting,coordinates"}
+#: A tower of three tiny stages at 32 px (4 image tokens per figure).
+TINY = {"tower_widths": "8,16,32", "tower_depths": "1,1,1", "image_size": 32, "families": "clock,counting,circles"}
 
 
 @pytest.fixture(scope="module")
@@ -29,21 +35,17 @@ def tiny_llama(tmp_path_factory):
     return build_llama(tmp_path_factory.mktemp("tiny-llama"), max_positions=2048)
 
 
-@pytest.fixture(scope="module")
-def tiny_graft(tiny_llama):
-    from lmmr1_agent.agents.hf import QwenVLAdapter
+@pytest.fixture()
+def tiny_vlm(tiny_llama):
+    from lmmr1_agent.agents.hf import FastVlmAdapter
 
-    config = AlignConfig(text_model=str(tiny_llama), **TINY)
-    from lmmr1_agent.align.run import build_graft
-
-    model, tokenizer = build_graft(config)
-    model.eval()
-    adapter = QwenVLAdapter("tiny", tokenizer, model.config, min_pixels=56 * 56, max_pixels=56 * 56)
-    return model, adapter
+    model, tokenizer = build_vlm(AlignConfig(text_model=str(tiny_llama), **TINY))
+    return model, FastVlmAdapter("tiny", tokenizer, model.config)
 
 
 def language_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("model.visual.")}
+    return {n: p.detach().clone() for n, p in model.named_parameters()
+            if n.startswith("model.language_model.") and "lora_" not in n}
 
 
 def test_every_family_has_labels_and_a_description():
@@ -63,80 +65,128 @@ def test_target_is_in_the_env_answer_format():
     assert score_math(target_text(row), row["answer"], mode="answer").reward == 1.5
 
 
-def test_alignment_steps_lower_the_loss_and_leave_language_weights_alone(tiny_graft):
-    model, adapter = tiny_graft
+def test_label_steps_lower_the_loss_through_tower_and_projector_only(tiny_vlm):
+    model, _ = tiny_vlm
     torch.manual_seed(0)
-    trainable = freeze_language(model)
     before = language_state(model)
+    params = train_only(model, vision_parameters(model))
     rows = draw_rows("train", 0, 8, TINY["families"].split(","), [1], TINY["image_size"])
     heads = LabelHeads(model.config.text_config.hidden_size)
-    optimizer = torch.optim.AdamW(trainable + list(heads.parameters()), lr=3e-3)
+    optimizer = torch.optim.AdamW(params + list(heads.parameters()), lr=3e-3)
+    model.train()
     losses = []
     for _ in range(12):
-        loss, _ = label_loss(model, heads, adapter.image_processor, rows)
+        loss, _ = label_loss(model, heads, rows)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+    assert all(torch.equal(v, language_state(model)[k]) for k, v in before.items())
 
-    prefix = FrozenPrefix(model, adapter)
-    batch = language_batch(adapter, rows[:4])
-    with torch.no_grad():  # the cached opening changes nothing but speed
-        full, _ = language_loss(model, batch)
-        cached, _ = language_loss(model, batch, prefix)
-    assert abs(full.item() - cached.item()) < 1e-4
-    optimizer = torch.optim.AdamW(trainable, lr=3e-3)
+
+def test_shared_opening_gives_the_same_loss_and_gradients_as_running_it_in_every_row(tiny_vlm):
+    model, adapter = tiny_vlm
+    model.eval()
+    lora = add_lora(model, rank=4, alpha=8.0)
+    with torch.no_grad():  # non-zero factors, so the opening's keys and values depend on them
+        for param in lora:
+            param.add_(torch.randn_like(param) * 0.05)
+    trainable = train_only(model, vision_parameters(model) + lora)
+    batch = language_batch(adapter, draw_rows("train", 5, 3, FAMILY_NAMES, [1], TINY["image_size"]))
+    results = []
+    for opening in (None, SharedOpening(adapter)):
+        model.zero_grad()
+        loss, _ = language_loss(model, batch, opening)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in trainable]))
+    (full, full_grads), (shared, shared_grads) = results
+    assert torch.allclose(full, shared, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(full_grads, shared_grads))
+    assert any(g.abs().sum() > 0 for g in shared_grads[-len(lora):])
+
+
+def test_lora_merge_gives_the_trained_model_and_leaves_base_weights_until_then(tiny_vlm):
+    model, adapter = tiny_vlm
+    model.eval()
+    before = language_state(model)
+    lora = add_lora(model, rank=4, alpha=8.0)
+    optimizer = torch.optim.AdamW(train_only(model, lora), lr=1e-2)
+    batch = language_batch(adapter, draw_rows("train", 7, 2, FAMILY_NAMES, [1], TINY["image_size"]))
     losses = []
-    for _ in range(8):
-        loss, _ = language_loss(model, batch, prefix)
+    for _ in range(6):
+        loss, _ = language_loss(model, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0], losses
-    after = language_state(model)
-    assert all(torch.equal(before[n], after[n]) for n in before)
-
-
-def test_aligned_graft_keeps_text_logits_and_rebuilds_identically(tiny_llama, tmp_path):
-    """A short run end to end; its weights load into a fresh graft that answers text like the original LM."""
-    from transformers import AutoTokenizer, LlamaForCausalLM
-
-    from lmmr1_agent.align.run import build_graft
-    from lmmr1_agent.models.embedded import load_vision_weights
-
-    config = AlignConfig(text_model=str(tiny_llama), labels_steps=3, labels_batch=4, language_steps=2,
-                         language_batch=2, eval_every=3, eval_images=8, eval_prompts=2, **TINY)
-    result = align(config, progress=False)
-    folder = save_vision(result, config, ["--labels-steps", "3"], tmp_path / "vision")
-    recipe = json.loads((folder / "recipe.json").read_text())
-    assert recipe["vision"]["depth"] == 2 and recipe["curve"] and "--labels-steps 3" in recipe["command"]
-
-    fresh, _ = build_graft(config)
-    load_vision_weights(fresh, folder / "vision.safetensors")
-    trained = result["model"]
-    assert any(not torch.equal(a, b) for a, b in zip(trained.model.visual.parameters(),
-                                                    build_graft(config)[0].model.visual.parameters()))
-    (row,) = draw_rows("test", 0, 1, ["clock"], [1], 56)
-    from lmmr1_agent.agents.hf import QwenVLAdapter
-
-    adapter = QwenVLAdapter("tiny", result["tokenizer"], fresh.config, min_pixels=56 * 56, max_pixels=56 * 56)
-    batch = language_batch(adapter, [row])
+    renamed = {k.replace(".base.", "."): v for k, v in language_state(model).items()}
+    assert all(torch.equal(v, renamed[k]) for k, v in before.items())  # only the factors moved
+    deltas = lora_deltas(model)
+    assert deltas and all(k.endswith((".weight.lora_up", ".weight.lora_down")) for k in deltas)
     with torch.no_grad():
-        assert torch.equal(language_loss(fresh.eval(), batch)[0], language_loss(trained.eval(), batch)[0])
-        tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
-        ids = tokenizer("What is 7 + 5?", return_tensors="pt").input_ids
-        original = LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)(ids).logits
-        grafted = fresh(input_ids=ids).logits[..., : original.shape[-1]]
-    assert (original - grafted).abs().max().item() < 1e-4
+        trained = language_loss(model, batch)[0]
+        assert merge_lora(model) == len(deltas) // 2
+        assert not any("lora_" in n for n, _ in model.named_parameters())
+        assert torch.allclose(language_loss(model, batch)[0], trained, atol=1e-5)
+
+
+def test_a_short_run_ships_weights_that_rebuild_the_trained_model_and_resumes_when_killed(tiny_llama, tmp_path,
+                                                                                          monkeypatch):
+    """End to end on a tiny VLM: weights saved, loaded into a fresh build, same loss; a run killed after its
+    first checkpoint resumes from it and ends where an uninterrupted run ends."""
+    from lmmr1_agent.agents.hf import FastVlmAdapter
+    from lmmr1_agent.align import run
+    from lmmr1_agent.models.fastvlm import load_aligned_weights
+
+    config = AlignConfig(text_model=str(tiny_llama), labels_steps=4, labels_batch=4, language_steps=4,
+                         language_batch=2, eval_every=2, eval_images=8, eval_prompts=2, bn_recal=8, lora_rank=4,
+                         **TINY)
+    result = align(config, progress=False)
+    folder = save_weights(result, config, ["--labels-steps", "4"], tmp_path / "vlm")
+    recipe = json.loads((folder / "recipe.json").read_text())
+    assert recipe["model"]["tower"]["hidden_sizes"] == [8, 16, 32] and "--labels-steps 4" in recipe["command"]
+    assert [p["phase"] for p in recipe["curve"]] == ["labels", "labels", "language", "language", "language",
+                                                     "language"]
+
+    fresh, tokenizer = build_vlm(config)
+    load_aligned_weights(fresh, folder / "weights.safetensors")
+    merge_lora(result["model"])
+    (row,) = draw_rows("test", 0, 1, ["clock"], [1], TINY["image_size"])
+    batch = language_batch(FastVlmAdapter("tiny", tokenizer, fresh.config), [row])
+    with torch.no_grad():
+        expected = language_loss(result["model"].eval(), batch)[0]
+        assert torch.allclose(language_loss(fresh.eval(), batch)[0], expected, atol=1e-5)
+
+    # ---- killed at the first phase-2 checkpoint, then resumed ----
+    state = tmp_path / "state"
+    real_save = run.save_state
+
+    def save_then_die(folder, cfg, progress, *args):
+        real_save(folder, cfg, progress, *args)
+        if progress["phase"] == "language" and progress["step"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        align(config, progress=False, state_dir=state)
+    monkeypatch.setattr(run, "save_state", real_save)
+    resumed = align(config, progress=False, state_dir=state)
+    assert [p["step"] for p in resumed["curve"]] == [p["step"] for p in result["curve"]]
+    merge_lora(resumed["model"])
+    with torch.no_grad():
+        assert torch.allclose(language_loss(resumed["model"].eval(), batch)[0], expected, atol=1e-4)
+    with pytest.raises(ValueError, match="other settings \\(language_lr\\)"):
+        run.load_state(state, AlignConfig(**{**vars(config), "language_lr": 1e-2}))
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--image-size", "100"], "--image-size must be a positive multiple of 28"),
+    (["--image-size", "100"], "--image-size must be a positive multiple of 16"),
     (["--families", "clock,dragons"], "unknown ['dragons']"),
     (["--labels-batch", "0"], "--labels-batch must be at least 1"),
-    (["--width", "30", "--heads", "4"], "--width 30 must split"),
+    (["--tower-widths", "8,16"], "must each name three stages"),
+    (["--tower-depths", "1,x,1"], "--tower-depths must be comma-separated whole numbers"),
 ])
 def test_bad_settings_are_one_line_errors(argv, message):
     from lmmr1_agent.align.run import main
@@ -147,25 +197,24 @@ def test_bad_settings_are_one_line_errors(argv, message):
     assert build_parser().format_help().count("(default:") >= 15
 
 
-def test_shipped_aligned_graft_rebuilds_to_the_recorded_output(tmp_path):
+def test_shipped_aligned_vlm_rebuilds_to_the_recorded_output(tmp_path):
     """The install's build from the shipped weights reproduces the greedy response and logits recorded beside them."""
     from lmmr1_agent.align.reference import REFERENCE_FILE, reference_output
     from lmmr1_agent.models.embedded import (
-        VISION_DIR,
-        VISION_RECIPE,
-        VISION_WEIGHTS,
         VL_ALIGNED_NAME,
         VL_NAME,
-        build_graft_folder,
+        VLM_DIR,
+        VLM_RECIPE,
+        VLM_WEIGHTS,
+        build_vlm_folder,
         resolve_model,
     )
 
-    assert VISION_WEIGHTS.stat().st_size <= 25 * 1024**2
-    recipe = json.loads(VISION_RECIPE.read_text(encoding="utf-8"))
+    assert VLM_WEIGHTS.stat().st_size <= 25 * 1024**2
+    recipe = json.loads(VLM_RECIPE.read_text(encoding="utf-8"))
     assert recipe["command"].startswith("python -m lmmr1_agent.align") and "seed" in recipe["config"]
-    expected = json.loads((VISION_DIR / REFERENCE_FILE).read_text(encoding="utf-8"))
-    built = build_graft_folder(tmp_path / "graft", vision=recipe["vision"], weights=VISION_WEIGHTS)
-    got = reference_output(built)
+    expected = json.loads((VLM_DIR / REFERENCE_FILE).read_text(encoding="utf-8"))
+    got = reference_output(build_vlm_folder(tmp_path / "vlm", VLM_DIR))
     assert got["response_ids"] == expected["response_ids"], (got["response"], expected["response"])
     assert got["top_ids"] == expected["top_ids"]
     assert np.allclose(got["top_logits"], expected["top_logits"], atol=1e-3)
@@ -174,11 +223,11 @@ def test_shipped_aligned_graft_rebuilds_to_the_recorded_output(tmp_path):
 
 
 def test_probe_trains_a_bare_tower_on_one_family_and_reports_chance():
-    from lmmr1_agent.align.probe import main, probe
+    from lmmr1_agent.align.probe import main, probe, qwen_tower
 
     lines = []
-    curve = probe("counting", steps=3, batch=4, lr=1e-3, depth=1, width=32, window=56, image_size=56, held_out=8,
-                  every=2, hidden=48, log=lines.append)
+    tower = qwen_tower(depth=1, width=32, window=56, image_size=56, hidden=48)
+    curve = probe("counting", tower, steps=3, batch=4, lr=1e-3, held_out=8, every=2, log=lines.append)
     assert [p["step"] for p in curve] == [2, 3] and [p["images"] for p in curve] == [8, 12]
     assert all(0 <= p["accuracy"] <= 1 and 0 < p["chance"] <= 1 and np.isfinite(p["loss"]) for p in curve)
     assert "held-out" in lines[-1] and "chance" in lines[-1]

@@ -79,8 +79,8 @@ CASES = {
         (["--stage", "fre", "--output-dir", "/proc/nope", *NO_TRAINING], "--output-dir /proc/nope"),
     ],
     "lmmr1_agent.align": [
-        (["--depth", "x"], "argument --depth: invalid int value: 'x'"),
-        (["--image-size", "0", *NO_ALIGNING], "--image-size must be a positive multiple of 28"),
+        (["--labels-steps", "x"], "argument --labels-steps: invalid int value: 'x'"),
+        (["--image-size", "0", *NO_ALIGNING], "--image-size must be a positive multiple of 16"),
         (["--labels-lr", "nan", *NO_ALIGNING], "--labels-lr"),
         (["--text-model", "/nonexistent", *NO_ALIGNING], "model folder '/nonexistent' does not exist"),
         (["--output", "/proc/nope", *NO_ALIGNING], "--output /proc/nope"),

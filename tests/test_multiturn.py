@@ -17,7 +17,7 @@ from lmmr1_agent.rollout import play_episodes
 from lmmr1_agent.train import run_stage
 from lmmr1_env import build_messages
 from tests.test_train import tiny_config
-from tests.tiny_models import build_graft, build_llama
+from tests.tiny_models import build_fastvlm, build_graft, build_llama
 
 COUNTDOWN = [{"id": "Toy/Countdown-v0", "weight": 1.0, "kwargs": {}}]
 
@@ -28,9 +28,15 @@ def tiny_llama(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_graft(tmp_path_factory):
-    llama = build_llama(tmp_path_factory.mktemp("tiny-llama-long"), max_positions=4096)  # Sokoban's text maps
-    return build_graft(tmp_path_factory.mktemp("tiny-graft-multiturn"), llama)
+def long_llama(tmp_path_factory):
+    return build_llama(tmp_path_factory.mktemp("tiny-llama-long"), max_positions=4096)  # Sokoban's text maps
+
+
+@pytest.fixture(scope="module", params=["qwen2.5-vl-graft", "fastvlm"])
+def tiny_vlm(request, tmp_path_factory, long_llama):
+    """Both image architectures: the Qwen2.5-VL graft and the embedded VLM's FastVLM with a BatchNorm tower."""
+    build = build_graft if request.param == "qwen2.5-vl-graft" else build_fastvlm
+    return build(tmp_path_factory.mktemp(f"tiny-{request.param}-multiturn"), long_llama)
 
 
 def _template_ids(agent, conversation):
@@ -113,10 +119,12 @@ def test_training_on_a_multi_turn_env_with_full_history(tiny_llama, tmp_path, es
     assert len(rows) == 2 and all(np.isfinite(r["losses/policy"]) for r in rows)
 
 
-def test_images_of_every_turn_travel_with_the_sequence(tiny_graft):
-    """Sokoban step mode on a tiny graft: each turn's image is expanded once, in its own turn; the learner
-    sees all of them in one sequence and reproduces the sampling log-probs."""
-    agent = HFAgent(str(tiny_graft), temperature=1.0, max_new_tokens=4, seed=0, max_pixels=56 * 56)
+def test_images_of_every_turn_travel_with_the_sequence(tiny_vlm):
+    """Sokoban step mode on a tiny VLM: each turn's image is expanded once, in its own turn; the learner sees all
+    of them in one sequence and, in its training mode, reproduces the sampling log-probs."""
+    from lmmr1_agent.learner.trainer import train_mode
+
+    agent = HFAgent(str(tiny_vlm), temperature=1.0, max_new_tokens=4, seed=0, max_pixels=56 * 56)
     make = lambda: gym.make("LMMR1/Sokoban-v0", mode="step", image_size=(56, 56))  # noqa: E731
     episodes = list(play_episodes(make, agent, [0, 0], history="full", demonstration=False, max_turns=3))
     assert all(len(e.turns) == 3 for e in episodes)
@@ -125,15 +133,18 @@ def test_images_of_every_turn_travel_with_the_sequence(tiny_graft):
     assert per_image > 0
     for turn_index, turn in enumerate(episodes[0].turns):
         assert turn.prompt_ids.count(pad) == per_image * (turn_index + 1)
-        assert pad not in turn.response_ids  # vision markers are never sampled
-    config = tiny_config(tiny_graft, "unused", stage="mgt", history="full", generate_max_len=4,
+        assert not set(agent.banned_token_ids) & set(turn.response_ids)  # vision markers are never sampled
+    config = tiny_config(tiny_vlm, "unused", stage="mgt", history="full", generate_max_len=4,
                          max_pixels=56 * 56, envs=[{"id": "LMMR1/Sokoban-v0", "weight": 1.0, "kwargs": {}}])
     learner = Learner(config, agent)
     samples = episodes_to_samples(episodes, [0, 0])
     batch = learner._batch(samples)
-    assert batch["image_grid_thw"].shape[0] == 6  # three turns' images for each of the two sequences
+    images = batch["image_grid_thw"] if "image_grid_thw" in batch else batch["pixel_values"]
+    assert images.shape[0] == 6  # three turns' images for each of the two sequences
+    train_mode(agent.model)  # what update() runs in: batch norms must still use their running statistics
     with torch.no_grad():
         logp, _ = learner._logprobs(agent.model, batch)
+    agent.model.eval()
     assert torch.allclose(logp[batch["mask"]], batch["old_logprobs"][batch["mask"]], atol=1e-4)
     learner.update(samples)
 

@@ -18,7 +18,7 @@ import tests.toy_env  # noqa: F401  (registers Toy/Digits-v0)
 from lmmr1_agent.learner.checkpoint import latest_checkpoint, save_checkpoint
 from lmmr1_agent.learner.config import ConfigError, resolve
 from lmmr1_agent.train import main, run_stage
-from tests.tiny_models import build_graft, build_llama, train_command
+from tests.tiny_models import build_fastvlm, build_graft, build_llama, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = [{"id": "Toy/Digits-v0", "weight": 1.0, "kwargs": {}}]
@@ -155,29 +155,45 @@ def test_help_documents_every_option():
             assert field.metadata["doc"].split("(")[0].strip()[:30] in " ".join(done.stdout.split())
 
 
-def test_fre_then_mgt_on_a_tiny_graft(tiny_llama, tmp_path):
-    """MGT starts from FRE's weights grafted onto the VL model's vision tower, and trains on images."""
-    from transformers import LlamaForCausalLM, Qwen2_5_VLForConditionalGeneration
+@pytest.mark.parametrize("kind", ["fastvlm", "qwen2.5-vl-graft"])
+def test_fre_then_mgt_grafts_a_text_fre_result_onto_the_vl_model(tiny_llama, tmp_path, kind):
+    """MGT after a text-only FRE starts from FRE's language weights inside the VL model, its vision side copied
+    from the base, and trains on images with the vision side frozen."""
+    from transformers import AutoModelForImageTextToText, LlamaForCausalLM
 
-    base_vl = build_graft(tmp_path / "tiny-vl", tiny_llama)
+    build, frozen = {"fastvlm": (build_fastvlm, ["model.vision_tower.", "model.multi_modal_projector."]),
+                     "qwen2.5-vl-graft": (build_graft, ["model.visual."])}[kind]
+    base_vl = build(tmp_path / "tiny-vl", tiny_llama)
     run_stage(tiny_config(tiny_llama, tmp_path, num_steps=2, eval_prompts=4), progress=False)
     mgt = tiny_config(base_vl, tmp_path, stage="mgt", num_steps=2, eval_prompts=4, rollout_batch_size=2,
-                      n_samples_per_prompt=4, max_pixels=56 * 56, freeze_prefix=["model.visual."],
+                      n_samples_per_prompt=4, max_pixels=56 * 56, freeze_prefix=frozen,
                       envs=[{"id": "LMMR1/VisualMath-v0", "weight": 1.0,
                              "kwargs": {"image_size": [56, 56], "difficulty": 1}}])
     summary = run_stage(mgt, progress=False)
     assert summary["start"] == str(tmp_path / "mgt" / "init")
-    def weights(folder, cls):
+
+    def weights(folder, cls=AutoModelForImageTextToText):
         return cls.from_pretrained(folder).state_dict()
 
-    init = weights(tmp_path / "mgt" / "init", Qwen2_5_VLForConditionalGeneration)
+    init = weights(tmp_path / "mgt" / "init")
     fre = weights(tmp_path / "fre" / "final", LlamaForCausalLM)
-    tower = {k: v for k, v in weights(base_vl, Qwen2_5_VLForConditionalGeneration).items() if ".visual." in k}
-    assert tower and torch.equal(init["model.language_model.layers.0.mlp.up_proj.weight"],
-                                 fre["model.layers.0.mlp.up_proj.weight"])
-    assert all(torch.equal(init[k], v) for k, v in tower.items())
-    final = weights(tmp_path / "mgt" / "final", Qwen2_5_VLForConditionalGeneration)
-    assert all(torch.equal(final[k], v) for k, v in tower.items())  # the frozen vision tower did not move
+    vision = {k: v for k, v in weights(base_vl).items() if k.startswith(tuple(frozen))}
+    assert vision and torch.equal(init["model.language_model.layers.0.mlp.up_proj.weight"],
+                                  fre["model.layers.0.mlp.up_proj.weight"])
+    assert all(torch.equal(init[k], v) for k, v in vision.items())
+    final = weights(tmp_path / "mgt" / "final")
+    assert all(torch.equal(final[k], v) for k, v in vision.items())  # frozen, batch-norm statistics included
+
+
+def test_fre_on_the_vl_model_then_mgt_continues_from_it(tiny_llama, tmp_path):
+    """The default recipe: FRE trains the VL model on text, MGT continues from FRE's result itself."""
+    base_vl = build_fastvlm(tmp_path / "tiny-vl", tiny_llama)
+    run_stage(tiny_config(base_vl, tmp_path, num_steps=1, eval_prompts=2), progress=False)
+    mgt = tiny_config(base_vl, tmp_path, stage="mgt", num_steps=1, eval_prompts=2, rollout_batch_size=2,
+                      n_samples_per_prompt=4, freeze_prefix=["model.vision_tower.", "model.multi_modal_projector."],
+                      envs=[{"id": "LMMR1/VisualMath-v0", "weight": 1.0,
+                             "kwargs": {"image_size": [32, 32], "difficulty": 1}}])
+    assert run_stage(mgt, progress=False)["start"] == str(tmp_path / "fre" / "final")
 
 
 @pytest.mark.parametrize("estimator", ["gae", "rloo", "reinforce", "dr_grpo"])

@@ -69,6 +69,23 @@ def build_graft(folder: Path, llama_folder: Path) -> Path:
     return folder
 
 
+#: A three-stage ResNet tower of a few channels: 32 px figures become 4 image tokens.
+TINY_TOWER = {"embedding_size": 8, "hidden_sizes": [8, 16, 32], "depths": [1, 1, 1]}
+
+
+def build_fastvlm(folder: Path, llama_folder: Path, *, image_size: int = 32) -> Path:
+    """Save the tiny Llama at ``llama_folder`` inside FastVLM with :data:`TINY_TOWER` in ``folder`` (the embedded
+    VLM's architecture)."""
+    from transformers import AutoTokenizer
+
+    from lmmr1_agent.models.fastvlm import build_resnet_vlm
+    from lmmr1_agent.models.saving import save_model_folder
+
+    model, tokenizer = build_resnet_vlm(llama_folder, AutoTokenizer.from_pretrained(llama_folder),
+                                        image_size=image_size, tower=TINY_TOWER)
+    return save_model_folder(folder, model, tokenizer)
+
+
 def train_command(model: Path, out: Path, steps: int) -> list[str]:
     """``python -m lmmr1_agent.train`` on the toy env with ``model``, a checkpoint every step, as a subprocess argv."""
     args = ["--stage", "fre", "--model", str(model), "--env", "Toy/Digits-v0", "--num-steps", str(steps),

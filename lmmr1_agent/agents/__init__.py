@@ -17,8 +17,8 @@ def make_agent(spec: str, *, seed: int = 0, temperature: float = 0.0, max_new_to
     - a scripted name from :data:`AGENTS` (``idle``, ``random``, ``oracle``, game agents);
     - ``http://…`` / ``https://…``: an OpenAI-compatible endpoint serving ``api_model``;
     - ``vllm:MODEL``: MODEL generated with vLLM (GPU extra);
-    - anything else: a Hugging Face model — ``embedded`` (SmolLM2-135M-Instruct), ``embedded-vl`` (its
-      Qwen2.5-VL graft with the aligned vision tower), ``embedded-vl-random`` (the same graft with a fresh,
+    - anything else: a Hugging Face model — ``embedded`` (SmolLM2-135M-Instruct), ``embedded-vl`` (it
+      inside FastVLM with the aligned ResNet tower), ``embedded-vl-random`` (the same model with a fresh,
       blind tower), a local folder or a hub id.
 
     ``request_timeout`` / ``request_budget`` (seconds per try / over all tries) apply to the endpoint only;

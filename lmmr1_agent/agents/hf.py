@@ -1,12 +1,14 @@
 """Hugging Face agents: any chat causal LM, and image-text-to-text models through small adapters.
 
 An adapter turns chat messages into model inputs. ``TextAdapter`` serves every causal LM with a chat
-template; ``QwenVLAdapter`` serves Qwen2-VL and Qwen2.5-VL (and the embedded graft). Another VLM family
-(SmolVLM/Idefics3, LLaVA, Gemma-3) is one more adapter: ``prepare(conversations) -> model inputs``.
+template; ``ImageAdapter`` adds images for models whose template writes one marker per image:
+``QwenVLAdapter`` (Qwen2-VL, Qwen2.5-VL, the Qwen graft) and ``FastVlmAdapter`` (the embedded ``embedded-vl``).
+Another VLM family is one more ``process_images`` (pixels and tokens per image).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,6 +98,10 @@ class TextAdapter:
         prefixes = list(prefix_ids) if prefix_ids is not None else [None] * len(conversations)
         return self.tokenize(self.texts(conversations, prefixes), prefixes)
 
+    def image_inputs(self, conversations: Sequence[Sequence[Message]], input_ids: torch.Tensor) -> dict:
+        """The model inputs beside ``input_ids`` that carry the conversations' images: none for a text model."""
+        return {}
+
     def tokenize(self, texts: Sequence[str], prefixes: Sequence[Sequence[int] | None]) -> dict[str, torch.Tensor]:
         """Each prefix followed by its text's tokens, left-padded to one ``(batch, seq)`` tensor."""
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
@@ -110,7 +116,60 @@ class TextAdapter:
         return {"input_ids": ids, "attention_mask": attention}
 
 
-class QwenVLAdapter(TextAdapter):
+class ImageAdapter(TextAdapter):
+    """Image-text-to-text models whose chat template writes one marker token per image part: ``prepare`` expands
+    each marker into as many copies as the image has tokens and adds the pixel inputs. A family says how its
+    images become pixels and token counts (:meth:`process_images`)."""
+
+    image_token: str
+
+    def render(self, conversation: Sequence[Message], add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=add_generation_prompt,
+                                                  tokenize=False)
+
+    def process_images(self, images: list[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """The model's pixel inputs for ``images`` and the number of image tokens each one takes."""
+        raise NotImplementedError
+
+    def token_types(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra per-token inputs the model needs beside ``input_ids`` (none unless a family says so)."""
+        return {}
+
+    @staticmethod
+    def _images(conversation: Sequence[Message]) -> list[Image.Image]:
+        return [_as_pil(p["image"]) for m in conversation if isinstance(m["content"], list)
+                for p in m["content"] if p.get("type") == "image"]
+
+    def prepare(self, conversations: Sequence[Sequence[Message]],
+                prefix_ids: Sequence[Sequence[int] | None] | None = None) -> dict[str, torch.Tensor]:
+        prefixes = list(prefix_ids) if prefix_ids is not None else [None] * len(conversations)
+        texts = self.texts(conversations, prefixes)
+        per_conversation = [self._images(c) for c in conversations]
+        images = [image for row in per_conversation for image in row]
+        if not images:
+            return self.tokenize(texts, prefixes)
+        # The pixel inputs hold every image of every conversation; a continuation's prefix already holds the image
+        # tokens of its earlier images, so only its newest images' markers are expanded here.
+        pixels, counts = self.process_images(images)
+        expanded, at = [], 0
+        for text, row in zip(texts, per_conversation):
+            mine, at = counts[at:at + len(row)], at + len(row)
+            pieces = text.split(self.image_token)
+            shown = mine[len(mine) - (len(pieces) - 1):] if len(pieces) > 1 else []
+            expanded.append(pieces[0] + "".join(self.image_token * n + piece for n, piece in zip(shown, pieces[1:])))
+        inputs = {**self.tokenize(expanded, prefixes), **pixels}
+        return {**inputs, **self.token_types(inputs["input_ids"])}
+
+    def image_inputs(self, conversations: Sequence[Sequence[Message]], input_ids: torch.Tensor) -> dict:
+        """The pixel (and per-token) inputs that go with ``input_ids`` (the conversations' prompts and responses,
+        as the learner lays them out); empty when the conversations hold no image."""
+        images = [image for c in conversations for image in self._images(c)]
+        if not images:
+            return {}
+        return {**self.process_images(images)[0], **self.token_types(input_ids)}
+
+
+class QwenVLAdapter(ImageAdapter):
     """Qwen2-VL / Qwen2.5-VL: each image becomes ``grid_t·grid_h·grid_w / merge²`` ``<|image_pad|>`` tokens."""
 
     def __init__(self, model_name: str, tokenizer, config, *, min_pixels: int, max_pixels: int):
@@ -128,32 +187,10 @@ class QwenVLAdapter(TextAdapter):
         #: take plain sequence positions (the embedded graft: its language model only knows 1-D RoPE).
         self.multimodal_positions = getattr(config, "lmmr1_image_positions", "mrope") != "sequence"
 
-    def render(self, conversation: Sequence[Message], add_generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=add_generation_prompt,
-                                                  tokenize=False)
-
-    def prepare(self, conversations: Sequence[Sequence[Message]],
-                prefix_ids: Sequence[Sequence[int] | None] | None = None) -> dict[str, torch.Tensor]:
-        prefixes = list(prefix_ids) if prefix_ids is not None else [None] * len(conversations)
-        texts = self.texts(conversations, prefixes)
-        per_conversation = [[_as_pil(p["image"]) for m in c if isinstance(m["content"], list)
-                             for p in m["content"] if p.get("type") == "image"] for c in conversations]
-        images = [image for row in per_conversation for image in row]
-        if not images:
-            return self.tokenize(texts, prefixes)
-        # pixel_values hold every image of every conversation; a continuation's prefix already holds the image
-        # tokens of its earlier images, so only its newest images' markers are expanded here.
+    def process_images(self, images: list[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
         processed = self.image_processor(images=images, return_tensors="pt")
         counts = (processed["image_grid_thw"].prod(dim=-1) // self.merge**2).tolist()
-        expanded, at = [], 0
-        for text, row in zip(texts, per_conversation):
-            mine, at = counts[at:at + len(row)], at + len(row)
-            pieces = text.split(self.image_token)
-            shown = mine[len(mine) - (len(pieces) - 1):] if len(pieces) > 1 else []
-            expanded.append(pieces[0] + "".join(self.image_token * n + piece for n, piece in zip(shown, pieces[1:])))
-        inputs = {**self.tokenize(expanded, prefixes), "pixel_values": processed["pixel_values"],
-                  "image_grid_thw": processed["image_grid_thw"]}
-        return {**inputs, **self.token_types(inputs["input_ids"])}
+        return {"pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"]}, counts
 
     def token_types(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """``mm_token_type_ids`` (image 1, video 2, text 0): without them Qwen2.5-VL gives image tokens 1-D
@@ -162,6 +199,29 @@ class QwenVLAdapter(TextAdapter):
             return {}
         return {"mm_token_type_ids": (input_ids == self.image_token_id).int()
                 + 2 * (input_ids == self.video_token_id).int()}
+
+
+class FastVlmAdapter(ImageAdapter):
+    """FastVLM with a convolutional tower (the embedded ``embedded-vl``): every image is resized to the square the
+    tower was built for and becomes ``image_seq_length`` ``<image>`` tokens (one per cell of its last feature map).
+    """
+
+    def __init__(self, model_name: str, tokenizer, config):
+        from lmmr1_agent.models.fastvlm import TOKEN_STRIDE
+
+        super().__init__(model_name, tokenizer)
+        if config.vision_config.model_type != "resnet":
+            raise ValueError(f"{model_name}: FastVLM with a {config.vision_config.model_type!r} vision tower is not "
+                             "supported (lmmr1 drives FastVLM with the ResNet tower of lmmr1_agent.models.fastvlm)")
+        self.image_token = tokenizer.convert_ids_to_tokens(config.image_token_id)
+        self.tokens_per_image = int(config.image_seq_length)
+        self.image_size = int(getattr(config, "lmmr1_image_size", 0) or TOKEN_STRIDE * math.isqrt(
+            self.tokens_per_image))
+
+    def process_images(self, images: list[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        from lmmr1_agent.models.fastvlm import image_pixels
+
+        return {"pixel_values": image_pixels(images, self.image_size)}, [self.tokens_per_image] * len(images)
 
 
 class RowSampler:
@@ -198,7 +258,18 @@ class RowSampler:
         return torch.full_like(scores, float("-inf")).scatter_(-1, tokens[:, None], 0.0)
 
 
-VL_MODEL_TYPES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration"}
+#: Image-text-to-text model types the agent drives: their model class.
+VL_MODEL_TYPES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration",
+                  "fast_vlm": "FastVlmForConditionalGeneration"}
+#: Config attributes naming a model's vision marker tokens (banned from responses).
+_MARKER_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def image_adapter(model_name: str, tokenizer, config, *, min_pixels: int, max_pixels: int) -> ImageAdapter:
+    """The adapter of an image-text-to-text model type in :data:`VL_MODEL_TYPES`."""
+    if config.model_type == "fast_vlm":
+        return FastVlmAdapter(model_name, tokenizer, config)
+    return QwenVLAdapter(model_name, tokenizer, config, min_pixels=min_pixels, max_pixels=max_pixels)
 
 
 class HFAgent(Agent):
@@ -233,7 +304,7 @@ class HFAgent(Agent):
         if config.model_type in VL_MODEL_TYPES:
             model_class = getattr(transformers, VL_MODEL_TYPES[config.model_type])
             self.model = model_class.from_pretrained(path, dtype=torch_dtype)
-            self.adapter: TextAdapter = QwenVLAdapter(model, tokenizer, config, min_pixels=min_pixels,
+            self.adapter: TextAdapter = image_adapter(model, tokenizer, config, min_pixels=min_pixels,
                                                       max_pixels=max_pixels)
             text_config = config.text_config
         else:
@@ -247,9 +318,8 @@ class HFAgent(Agent):
         #: image that is not there). The learner masks them too, so its log-probs are the sampler's.
         self.banned_token_ids: list[int] = []
         if config.model_type in VL_MODEL_TYPES:
-            self.banned_token_ids = sorted({int(getattr(config, name)) for name in (
-                "image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
-                if getattr(config, name, None) is not None})
+            self.banned_token_ids = sorted({int(getattr(config, name)) for name in _MARKER_ATTRIBUTES
+                                            if getattr(config, name, None) is not None})
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
 

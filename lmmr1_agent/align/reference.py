@@ -1,7 +1,7 @@
-"""A fixed prompt and figure whose output pins the shipped aligned graft: rebuilt anywhere, it must match.
+"""A fixed prompt and figure whose output pins the shipped aligned VLM: rebuilt anywhere, it must match.
 
 ``reference.json`` beside the shipped weights holds the greedy response's token ids and the top next-token
-logits for the env's prompt of a fixed held-out clock figure; ``tests/test_align.py`` rebuilds the graft
+logits for the env's prompt of a fixed held-out clock figure; ``tests/test_align.py`` rebuilds the VLM
 from the shipped weights and compares.
 """
 
@@ -14,7 +14,7 @@ import torch
 
 REFERENCE_FILE = "reference.json"
 #: The env's test-split problem the reference shows (family, seed, difficulty, image side).
-REFERENCE_TASK = {"family": "clock", "seed": 0, "difficulty": 1, "image_size": 224}
+REFERENCE_TASK = {"family": "clock", "seed": 0, "difficulty": 1, "image_size": 112}
 TOP_K = 5
 NEW_TOKENS = 24
 
@@ -28,7 +28,7 @@ def reference_output(model_folder: str | Path) -> dict:
     spec = REFERENCE_TASK
     task = generate_task("test", spec["seed"], [spec["family"]], [spec["difficulty"]])
     image = render_task(task, (spec["image_size"], spec["image_size"]))
-    agent = HFAgent(str(model_folder), max_new_tokens=NEW_TOKENS, max_pixels=spec["image_size"] ** 2)
+    agent = HFAgent(str(model_folder), max_new_tokens=NEW_TOKENS)
     chat = conversation(task, image)
     response = agent.act([chat], [{}])[0]
     with torch.no_grad():

@@ -19,15 +19,11 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from lmmr1_agent.align.data import reasoning
+from lmmr1_agent.stats import mean_stderr
 from lmmr1_env.tags import first_tag_body
 from lmmr1_env.visualmath.env import generate_task
 
 _NUMBER = re.compile(r"\d+")
-
-
-def stderr(p: float, n: int) -> float:
-    """Binomial standard error of a rate ``p`` measured on ``n`` episodes."""
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
 
 
 def read_run(folder: Path) -> list[dict]:
@@ -48,11 +44,11 @@ def family_scores(run: dict) -> dict:
     episodes = run["episodes"]
     tasks = [generate_task("test", e["seed"], [run["family"]], [run["difficulty"]]) for e in episodes]
     n = len(episodes)
-    accuracy = sum(bool(e["success"]) for e in episodes) / n
+    accuracy, accuracy_se = mean_stderr([float(bool(e["success"])) for e in episodes])
     family, difficulty = [run["family"]], [run["difficulty"]]
     train = Counter(generate_task("train", seed, family, difficulty)["answer"] for seed in range(2000))
     guess = train.most_common(1)[0][0]
-    chance = sum(t["answer"] == guess for t in tasks) / n
+    chance, chance_se = mean_stderr([float(t["answer"] == guess) for t in tasks])
     distinct = len({(t["problem"], json.dumps(t["params"], sort_keys=True)) for t in tasks})
     exact = numbers = 0
     for episode, task in zip(episodes, tasks):
@@ -60,7 +56,8 @@ def family_scores(run: dict) -> dict:
         said = (first_tag_body(episode["turns"][0]["response"] or "", "think") or "").strip()
         exact += said == gold
         numbers += bool(said) and _NUMBER.findall(said) == _NUMBER.findall(gold)
-    return {"n": n, "distinct": distinct, "accuracy": accuracy, "chance": chance, "description_exact": exact / n,
+    return {"n": n, "distinct": distinct, "accuracy": accuracy, "accuracy_se": accuracy_se, "chance": chance,
+            "chance_se": chance_se, "description_exact": exact / n,
             "numbers_right": numbers / n}
 
 
@@ -72,12 +69,12 @@ def markdown_table(random_runs: list[dict], aligned_runs: list[dict]) -> str:
         if blind["family"] != seeing["family"]:
             raise ValueError(f"runs list families in different orders: {blind['family']} vs {seeing['family']}")
         b, a = family_scores(blind), family_scores(seeing)
-        se = stderr(a["accuracy"], a["n"])
+        se = a["accuracy_se"]
         # An accuracy of 0 or 1 has no spread of its own: measure its distance in chance's standard errors.
-        scale = se if se > 0 else stderr(a["chance"], a["n"])
+        scale = se if se > 0 else a["chance_se"]
         margin = (a["accuracy"] - a["chance"]) / scale if scale > 0 else 0.0
         lines.append(f"| {seeing['family']} | {a['n']} ({a['distinct']}) | {a['chance']:.0%} | {b['accuracy']:.0%} ± "
-                     f"{stderr(b['accuracy'], b['n']):.0%} | {a['accuracy']:.0%} ± {se:.0%} | {margin:+.1f} | "
+                     f"{b['accuracy_se']:.0%} | {a['accuracy']:.0%} ± {se:.0%} | {margin:+.1f} | "
                      f"{a['description_exact']:.0%} | {a['numbers_right']:.0%} |")
     return "\n".join(lines)
 
@@ -143,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (args.random, args.aligned):
         if not (folder / "results.json").is_file():
             raise SystemExit(f"{folder}: no results.json (run python -m lmmr1_agent.evaluate --output {folder})")
-    from lmmr1_agent.models.embedded import VISION_RECIPE
+    from lmmr1_agent.models.embedded import VLM_RECIPE
 
-    recipe = json.loads((args.recipe or VISION_RECIPE).read_text(encoding="utf-8"))
+    recipe = json.loads((args.recipe or VLM_RECIPE).read_text(encoding="utf-8"))
     table = markdown_table(read_run(args.random), read_run(args.aligned))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(table + "\n", encoding="utf-8")

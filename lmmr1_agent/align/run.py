@@ -1,4 +1,5 @@
-"""The alignment run: config, the two phases in one linear loop, and the shipped weights with their recipe."""
+"""The alignment run of the embedded VLM: config, the two phases in one linear loop, resumable checkpoints, and
+the shipped weights with their recipe."""
 
 from __future__ import annotations
 
@@ -9,101 +10,110 @@ import math
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from lmmr1_agent.align.data import FAMILY_NAMES, PICTURE_FAMILIES, draw_rows
+from lmmr1_agent.align.data import FAMILY_NAMES, draw_rows
 from lmmr1_agent.align.phases import (
-    FrozenPrefix,
     LabelHeads,
-    freeze_language,
+    SharedOpening,
+    add_lora,
+    figure_pixels,
+    image_tokens,
     label_accuracy,
     label_loss,
     language_batch,
     language_loss,
+    lora_deltas,
     match_embedding_scale,
+    recalibrate_batchnorm,
+    train_only,
+    vision_parameters,
 )
+from lmmr1_agent.cli import option
 
 #: Where the shipped aligned weights live inside the package.
-VISION_DIR = Path(__file__).resolve().parents[1] / "models" / "vision"
-WEIGHTS_FILE = "vision.safetensors"
+VLM_DIR = Path(__file__).resolve().parents[1] / "models" / "vlm"
+WEIGHTS_FILE = "weights.safetensors"
 RECIPE_FILE = "recipe.json"
-#: Seed offsets so the two phases and the held-out figures never share a draw.
+#: The run's resumable state, inside ``--output`` (removed when the run finishes).
+STATE_DIR = ".align-state"
+#: Seed offsets so the two phases, batch-norm recalibration and the held-out figures never share a draw.
 _LANGUAGE_SEEDS = 10_000_000
 _HELD_OUT_SEEDS = 20_000_000
+_RECAL_SEEDS = 30_000_000
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"--{name} must be comma-separated numbers of at least 1, got {text!r}")
+    return values
 
 
 @dataclass
 class AlignConfig:
     """Every setting of an alignment run (``python -m lmmr1_agent.align --help`` lists them)."""
 
-    text_model: str = field(default="embedded", metadata={"help": "language model to graft: 'embedded' "
-                                                                   "(SmolLM2-135M-Instruct) or a Llama folder"})
-    output: str = field(default=str(VISION_DIR), metadata={"help": "folder for vision.safetensors and recipe.json"})
-    seed: int = field(default=0, metadata={"help": "seeds the tower's initialisation and every figure drawn"})
-    families: str = field(default=",".join(PICTURE_FAMILIES),
-                          metadata={"help": "comma-separated VisualMath families phase 1 learns to read"})
-    language_families: str = field(default=",".join([*PICTURE_FAMILIES, *FAMILY_NAMES]),
-                                   metadata={"help": "comma-separated families phase 2 draws its prompts from; a "
-                                                     "family named twice is drawn twice as often"})
-    difficulties: str = field(default="1", metadata={"help": "comma-separated difficulties to draw figures from"})
-    image_size: int = field(default=224, metadata={"help": "figure side in pixels (a multiple of 28)"})
-    depth: int = field(default=6, metadata={"help": "vision tower blocks"})
-    width: int = field(default=192, metadata={"help": "vision tower hidden size"})
-    heads: int = field(default=4, metadata={"help": "vision tower attention heads"})
-    window: int = field(default=112, metadata={"help": "attention window of the tower's blocks but the last, in "
-                                                       "pixels (a multiple of 28; Qwen2.5-VL's 112; 224 or more "
-                                                       "makes every block see the whole 224-px figure)"})
-    labels_steps: int = field(default=500, metadata={"help": "phase 1 steps (label heads, no language model)"})
-    labels_batch: int = field(default=32, metadata={"help": "phase 1 figures per step"})
-    labels_lr: float = field(default=1e-3, metadata={"help": "phase 1 peak learning rate (AdamW, cosine)"})
-    language_steps: int = field(default=450, metadata={"help": "phase 2 steps (through the frozen language model)"})
-    language_batch: int = field(default=8, metadata={"help": "phase 2 figures per step"})
-    language_lr: float = field(default=3e-4, metadata={"help": "phase 2 peak learning rate (AdamW, cosine)"})
-    eval_every: int = field(default=100, metadata={"help": "phase 1 steps between held-out evaluations "
-                                                            "(phase 2 evaluates 4 times)"})
-    eval_images: int = field(default=300, metadata={"help": "held-out figures for the phase 1 curve"})
-    eval_prompts: int = field(default=48, metadata={"help": "held-out prompts for the phase 2 curve"})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    text_model: str = option("embedded", "language model to build the VLM around: 'embedded' "
+                             "(SmolLM2-135M-Instruct) or a Llama folder")
+    output: str = option(str(VLM_DIR), "folder for weights.safetensors and recipe.json")
+    seed: int = option(0, "seeds the tower's initialisation and every figure drawn")
+    families: str = option(",".join(FAMILY_NAMES), "comma-separated VisualMath families both phases draw figures "
+                           "from; a family named twice is drawn twice as often")
+    difficulties: str = option("1", "comma-separated difficulties to draw figures from")
+    image_size: int = option(112, "figure side in pixels (a multiple of 16: the tower makes one image token per "
+                             "16 × 16 cell)")
+    tower_widths: str = option("64,128,256", "channels of the ResNet tower's three stages")
+    tower_depths: str = option("1,1,2", "basic blocks per ResNet stage (three stages)")
+    labels_steps: int = option(5000, "phase 1 steps (label heads, no language model)")
+    labels_batch: int = option(32, "phase 1 figures per step")
+    labels_lr: float = option(1e-3, "phase 1 peak learning rate (AdamW, cosine)")
+    bn_recal: int = option(512, "training figures the tower's batch-norm statistics are recomputed on at each "
+                           "phase-1 evaluation and after phase 1 (0: keep the running ones)")
+    language_steps: int = option(300, "phase 2 steps (visual instruction tuning)")
+    language_batch: int = option(8, "phase 2 prompts per step")
+    language_lr: float = option(5e-4, "phase 2 peak learning rate (AdamW, cosine)")
+    lora_rank: int = option(16, "rank of the LoRA factors on the language model (0: the language model stays "
+                            "frozen, LLaVA stage 1 only)")
+    lora_alpha: float = option(32.0, "LoRA scale numerator (update = alpha/rank · B A)")
+    eval_every: int = option(1000, "phase 1 steps between held-out evaluations (phase 2 evaluates 4 times)")
+    eval_images: int = option(400, "held-out figures for the phase 1 curve")
+    eval_prompts: int = option(48, "held-out prompts for the phase 2 curve")
+    threads: int = option(2, "torch CPU threads")
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
-        for name in ("labels_batch", "language_batch", "eval_every", "eval_images", "eval_prompts", "threads",
-                     "depth", "width", "heads"):
+        for name in ("labels_batch", "language_batch", "eval_every", "eval_images", "eval_prompts", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("labels_steps", "language_steps"):
+        for name in ("labels_steps", "language_steps", "bn_recal", "lora_rank"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
-        if self.image_size < 28 or self.image_size % 28:
-            raise ValueError(f"--image-size must be a positive multiple of 28 (patch 14 × merge 2), "
-                             f"got {self.image_size}")
-        for name in ("labels_lr", "language_lr"):
+        if self.image_size < 16 or self.image_size % 16:
+            raise ValueError(f"--image-size must be a positive multiple of 16, got {self.image_size}")
+        for name in ("labels_lr", "language_lr", "lora_alpha"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"--{name.replace('_', '-')} must be a finite number above 0, got {value}")
-        if self.window < 28 or self.window % 28:
-            raise ValueError(f"--window must be a positive multiple of 28, got {self.window}")
-        if self.width % self.heads or (self.width // self.heads) % 4:
-            raise ValueError(f"--width {self.width} must split into --heads {self.heads} heads of a size "
-                             "divisible by 4 (2-D rotary positions)")
-        for name, families in (("families", self.family_list), ("language-families", self.language_family_list)):
-            unknown = [f for f in families if f not in FAMILY_NAMES]
-            if unknown or not families:
-                raise ValueError(f"--{name}: unknown {unknown}; choose from {', '.join(FAMILY_NAMES)}")
+        if not len(self.tower["hidden_sizes"]) == len(self.tower["depths"]) == 3:
+            raise ValueError(f"--tower-widths {self.tower_widths!r} and --tower-depths {self.tower_depths!r} must "
+                             "each name three stages (the tower's stride is 16: one image token per 16 × 16 cell)")
+        unknown = [f for f in self.family_list if f not in FAMILY_NAMES]
+        if unknown or not self.family_list:
+            raise ValueError(f"--families: unknown {unknown}; choose from {', '.join(FAMILY_NAMES)}")
         if not self.difficulty_list or any(d not in (1, 2, 3, 4, 5) for d in self.difficulty_list):
             raise ValueError(f"--difficulties must be numbers 1-5, got {self.difficulties!r}")
 
     @property
     def family_list(self) -> list[str]:
         return [f.strip() for f in self.families.split(",") if f.strip()]
-
-    @property
-    def language_family_list(self) -> list[str]:
-        return [f.strip() for f in self.language_families.split(",") if f.strip()]
 
     @property
     def difficulty_list(self) -> list[int]:
@@ -113,21 +123,19 @@ class AlignConfig:
             raise ValueError(f"--difficulties must be numbers 1-5, got {self.difficulties!r}") from None
 
     @property
-    def vision(self) -> dict:
-        """The tower's shape, as :func:`~lmmr1_agent.models.graft.graft_into_qwen2_5_vl` takes it."""
-        return {"depth": self.depth, "hidden_size": self.width, "num_heads": self.heads,
-                "intermediate_size": 3 * self.width, "patch_size": 14, "spatial_merge_size": 2,
-                "temporal_patch_size": 2, "window_size": self.window}
+    def tower(self) -> dict:
+        """The ResNet tower's shape, as :func:`~lmmr1_agent.models.fastvlm.build_resnet_vlm` takes it."""
+        widths = _ints(self.tower_widths, "tower-widths")
+        return {"embedding_size": max(widths[0] // 2, 8), "hidden_sizes": widths,
+                "depths": _ints(self.tower_depths, "tower-depths")}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """One option per AlignConfig field; errors are one line (exit status 2)."""
-    from lmmr1_agent.cli import ArgumentParser
+    from lmmr1_agent.cli import ArgumentParser, add_config_options
 
     parser = ArgumentParser(prog="python -m lmmr1_agent.align", description=__doc__)
-    for f in dataclasses.fields(AlignConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                            help=f"{f.metadata['help']} (default: {f.default})")
+    add_config_options(parser, AlignConfig)
     return parser
 
 
@@ -137,142 +145,250 @@ def peak_rss_gb() -> float:
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 10% of it."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 10% of it (the learner's schedule)."""
+    from lmmr1_agent.learner.algorithms import cosine_factor
+
+    return peak * cosine_factor(step, total, warmup)
 
 
-def build_graft(config: AlignConfig):
-    """The random-tower graft of ``config.text_model`` with the configured tower: ``(model, tokenizer)``."""
-    from transformers import AutoTokenizer, LlamaForCausalLM
+def build_vlm(config: AlignConfig):
+    """The fresh (blind) VLM of ``config.text_model`` with the configured tower: ``(model, tokenizer)``."""
+    from transformers import AutoTokenizer
 
     from lmmr1_agent.models.embedded import resolve_model
-    from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
+    from lmmr1_agent.models.fastvlm import build_resnet_vlm
 
     path = resolve_model(config.text_model)
-    llama = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
-    return graft_into_qwen2_5_vl(llama, AutoTokenizer.from_pretrained(path), seed=config.seed, vision=config.vision)
+    return build_resnet_vlm(path, AutoTokenizer.from_pretrained(path), image_size=config.image_size,
+                            tower=config.tower, seed=config.seed)
 
 
 def language_fingerprint(model) -> torch.Tensor:
-    """A cheap checksum of every non-vision parameter (sum and sum of squares per tensor)."""
+    """A cheap checksum of the language model's own weights (sum and sum of squares per tensor; LoRA factors,
+    tower and projector left out)."""
     return torch.stack([torch.stack([p.double().sum(), p.double().pow(2).sum()])
-                        for n, p in model.named_parameters() if not n.startswith("model.visual.")])
+                        for n, p in model.named_parameters()
+                        if n.startswith("model.language_model.") and "lora_" not in n])
 
 
-def align(config: AlignConfig, *, progress: bool = True) -> dict:
-    """Run both phases on a fresh graft; return ``{"model", "tokenizer", "curve", "seconds", ...}``."""
-    from lmmr1_agent.agents.hf import DEFAULT_MIN_PIXELS, QwenVLAdapter
+def _run_tensors(model, heads: LabelHeads | None) -> dict[str, torch.Tensor]:
+    """What a checkpoint must hold: the tower (parameters and batch-norm statistics), the projector, the LoRA
+    factors and the label heads; the language model's own weights are rebuilt from ``text_model``."""
+    out = {f"model.{k}": v for k, v in model.model.state_dict().items()
+           if k.startswith(("vision_tower.", "multi_modal_projector.")) or "lora_" in k}
+    if heads is not None:
+        out.update({f"heads.{k}": v for k, v in heads.state_dict().items()})
+    return out
+
+
+def save_state(folder: Path, config: AlignConfig, progress: dict, model, heads, optimizer) -> None:
+    """Write the run's resumable state (safetensors + JSON, never a pickle) atomically into ``folder``."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = _run_tensors(model, heads)
+    groups = optimizer.state_dict()
+    for index, moments in groups["state"].items():
+        tensors.update({f"optimizer.{index}.{k}": torch.as_tensor(v) for k, v in moments.items()})
+    tmp = folder / "state.safetensors.tmp"
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp)
+    meta = {"config": dataclasses.asdict(config), **progress, "param_groups": groups["param_groups"]}
+    (folder / "state.json.tmp").write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    tmp.replace(folder / "state.safetensors")
+    (folder / "state.json.tmp").replace(folder / "state.json")
+
+
+def load_state(folder: Path, config: AlignConfig) -> tuple[dict, dict] | None:
+    """``(progress, tensors)`` of a killed run in ``folder``, or None; ValueError if it ran other settings."""
+    from safetensors.torch import load_file
+
+    if not (folder / "state.json").is_file() or not (folder / "state.safetensors").is_file():
+        return None
+    meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    mine = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("threads", "output")}
+    theirs = {k: v for k, v in meta["config"].items() if k not in ("threads", "output")}
+    if mine != theirs:
+        changed = sorted(k for k in mine if mine[k] != theirs.get(k))
+        raise ValueError(f"{folder} holds a killed run with other settings ({', '.join(changed)}): rerun with "
+                         f"those settings to resume it, or delete {folder} to start over")
+    return meta, load_file(str(folder / "state.safetensors"))
+
+
+def _restore(tensors: dict, model, heads, optimizer, param_groups: list) -> None:
+    own = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing = [k for k in _run_tensors(model, None) if k[len("model."):] not in own]
+    unexpected = [k for k in own if f"model.{k}" not in _run_tensors(model, None)]
+    if missing or unexpected:
+        raise ValueError(f"alignment state does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.model.load_state_dict(own, strict=False)
+    if heads is not None:
+        heads.load_state_dict({k[len("heads."):]: v for k, v in tensors.items() if k.startswith("heads.")})
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    if state:
+        optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None = None) -> dict:
+    """Run both phases on a fresh VLM (resuming from ``state_dir`` if a killed run left its state there);
+    return ``{"model", "tokenizer", "curve", "seconds", ...}`` with the LoRA factors still unmerged."""
+    from lmmr1_agent.agents.hf import FastVlmAdapter
 
     config.validate()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    start = time.monotonic()
-    model, tokenizer = build_graft(config)
-    model.eval()  # no dropout anywhere; gradients still flow to the vision parameters
-    trainable = freeze_language(model)
+    model, tokenizer = build_vlm(config)
+    adapter = FastVlmAdapter("align", tokenizer, model.config)
     before = language_fingerprint(model)
-    adapter = QwenVLAdapter("align", tokenizer, model.config, min_pixels=DEFAULT_MIN_PIXELS,
-                            max_pixels=config.image_size**2)
     families, difficulties, side = config.family_list, config.difficulty_list, config.image_size
-    curve: list[dict] = []
+    resumed = load_state(state_dir, config) if state_dir is not None else None
+    done = resumed[0] if resumed else {"phase": "labels", "step": 0, "curve": [], "seconds": 0.0}
+    curve: list[dict] = list(done["curve"])
+    clock = time.monotonic() - done["seconds"]
 
     def minutes() -> float:
-        return (time.monotonic() - start) / 60
+        return (time.monotonic() - clock) / 60
 
-    # ---- phase 1: label heads, no language model ----
+    def checkpoint(phase: str, step: int, heads, optimizer) -> None:
+        if state_dir is not None:
+            save_state(state_dir, config, {"phase": phase, "step": step, "curve": curve,
+                                           "seconds": round(time.monotonic() - clock, 1),
+                                           "merger_scale": scale}, model, heads, optimizer)
+
+    # ---- phase 1: label heads read the image tokens; no language model ----
     held_out = draw_rows("test", _HELD_OUT_SEEDS, config.eval_images, families, difficulties, side)
     heads = LabelHeads(model.config.text_config.hidden_size)
-    params = trainable + list(heads.parameters())
+    params = train_only(model, vision_parameters(model)) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.labels_lr, weight_decay=0.01)
-    bar = tqdm(range(config.labels_steps), desc="align: labels", disable=not progress, file=sys.stderr)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, config.labels_steps, config.labels_lr, warmup=50)
-        rows = draw_rows("train", config.seed * 1_000_003 + step * config.labels_batch, config.labels_batch,
-                         families, difficulties, side)
-        loss, _ = label_loss(model, heads, adapter.image_processor, rows)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % config.eval_every == 0 or step + 1 == config.labels_steps:
-            accuracy = label_accuracy(model, heads, adapter.image_processor, held_out)
-            curve.append({"phase": "labels", "step": step + 1, "minutes": round(minutes(), 2),
-                          "loss": round(loss.item(), 4), "held_out_labels_right": accuracy})
-            per_family = ", ".join(f"{k} {v:.0%}" for k, v in accuracy["figures"].items() if k != "all")
-            bar.write(f"[align] labels step {step + 1}: held-out labels right {accuracy['labels']['all']:.1%}, "
-                      f"figures with every label right {accuracy['figures']['all']:.1%} ({per_family}) "
-                      f"({minutes():.1f} min)")
-    bar.close()
-    scale = match_embedding_scale(model, adapter.image_processor, held_out[:64])
+    scale = done.get("merger_scale")
+    if done["phase"] == "labels":
+        if resumed:
+            _restore(resumed[1], model, heads, optimizer, done["param_groups"])
+            print(f"[align] resuming phase 1 at step {done['step']}", file=sys.stderr)
+        model.train()  # batch norms normalise by the batch while the tower learns
+        bar = tqdm(range(done["step"], config.labels_steps), desc="align: labels", disable=not progress,
+                   file=sys.stderr, initial=done["step"], total=config.labels_steps)
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, config.labels_steps, config.labels_lr, warmup=50)
+            rows = draw_rows("train", config.seed * 1_000_003 + step * config.labels_batch, config.labels_batch,
+                             families, difficulties, side)
+            loss, _ = label_loss(model, heads, rows)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if (step + 1) % config.eval_every == 0 or step + 1 == config.labels_steps:
+                _recalibrate(model, config)
+                accuracy = label_accuracy(model, heads, held_out)
+                curve.append({"phase": "labels", "step": step + 1, "minutes": round(minutes(), 2),
+                              "loss": round(loss.item(), 4), "held_out_labels_right": accuracy})
+                per_family = ", ".join(f"{k} {v:.0%}" for k, v in accuracy["labels"].items() if k != "all")
+                bar.write(f"[align] labels step {step + 1}: held-out labels right {accuracy['labels']['all']:.1%} "
+                          f"({per_family}), figures with every label right {accuracy['figures']['all']:.1%} "
+                          f"({minutes():.1f} min)")
+                checkpoint("labels", step + 1, heads, optimizer)
+        bar.close()
+        _recalibrate(model, config)
+        scale = match_embedding_scale(model, draw_rows("train", _RECAL_SEEDS, 64, families, difficulties, side))
+    model.eval()  # from here on batch norms use the statistics the agent will use
 
-    # ---- phase 2: through the frozen language model ----
-    prefix = FrozenPrefix(model, adapter)
-    language_families = config.language_family_list
-    prompts = draw_rows("test", _HELD_OUT_SEEDS + 1_000_000, config.eval_prompts, sorted(set(language_families)),
-                        difficulties, side)
+    # ---- phase 2: visual instruction tuning through the language model ----
+    lora = add_lora(model, config.lora_rank, config.lora_alpha, seed=config.seed) if config.lora_rank else []
+    trainable = train_only(model, vision_parameters(model) + lora)
     optimizer = torch.optim.AdamW(trainable, lr=config.language_lr, weight_decay=0.0)
+    start = 0
+    if resumed and done["phase"] == "language":
+        _restore(resumed[1], model, None, optimizer, done["param_groups"])
+        start = done["step"]
+        print(f"[align] resuming phase 2 at step {start}", file=sys.stderr)
+    elif done["phase"] == "labels":
+        checkpoint("language", 0, None, optimizer)
+    opening = SharedOpening(adapter)
+    prompts = draw_rows("test", _HELD_OUT_SEEDS + 1_000_000, config.eval_prompts, sorted(set(families)),
+                        difficulties, side)
     evals = {max(1, round(config.language_steps * k / 4)) for k in range(1, 5)}
-    bar = tqdm(range(config.language_steps), desc="align: language", disable=not progress, file=sys.stderr)
+    bar = tqdm(range(start, config.language_steps), desc="align: language", disable=not progress, file=sys.stderr,
+               initial=start, total=config.language_steps)
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, config.language_steps, config.language_lr, warmup=10)
+            group["lr"] = cosine_lr(step, config.language_steps, config.language_lr, warmup=20)
         rows = draw_rows("train", _LANGUAGE_SEEDS + config.seed * 1_000_003 + step * config.language_batch,
-                         config.language_batch, language_families, difficulties, side)
-        loss, stats = language_loss(model, language_batch(adapter, rows), prefix)
+                         config.language_batch, families, difficulties, side)
+        loss, stats = language_loss(model, language_batch(adapter, rows), opening)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", answer=f"{stats['answer_right']:.2f}")
         if step + 1 in evals:
-            held = language_eval(model, adapter, prefix, prompts, config.language_batch)
+            held = language_eval(model, adapter, opening, prompts, config.language_batch)
             curve.append({"phase": "language", "step": step + 1, "minutes": round(minutes(), 2),
                           "loss": round(loss.item(), 4), **held})
             bar.write(f"[align] language step {step + 1}: held-out loss {held['held_out_loss']:.3f}, answers "
                       f"right (teacher-forced) {held['held_out_answer_right']:.1%} ({minutes():.1f} min)")
+            checkpoint("language", step + 1, None, optimizer)
     bar.close()
     if not torch.equal(before, language_fingerprint(model)):
-        raise RuntimeError("alignment changed a language-model weight: only model.visual.* may train")
-    return {"model": model, "tokenizer": tokenizer, "curve": curve, "seconds": round(time.monotonic() - start, 1),
+        raise RuntimeError("alignment changed a language-model weight: only the tower, the projector and the "
+                           "LoRA factors may train")
+    return {"model": model, "tokenizer": tokenizer, "curve": curve, "seconds": round(time.monotonic() - clock, 1),
             "peak_rss_gb": round(peak_rss_gb(), 2), "merger_scale": scale}
 
 
+def _recalibrate(model, config: AlignConfig) -> None:
+    """Recompute the tower's batch-norm statistics on ``config.bn_recal`` fresh training figures."""
+    if not config.bn_recal:
+        return
+    rows = draw_rows("train", _RECAL_SEEDS, config.bn_recal, config.family_list, config.difficulty_list,
+                     config.image_size)
+    batches = [rows[i:i + 64] for i in range(0, len(rows), 64)]
+    recalibrate_batchnorm(model.model.vision_tower, lambda part: image_tokens(model, figure_pixels(model, part)),
+                          batches)
+
+
 @torch.no_grad()
-def language_eval(model, adapter, prefix: FrozenPrefix, rows: list[dict], batch: int) -> dict[str, float]:
+def language_eval(model, adapter, opening: SharedOpening, rows: list[dict], batch: int) -> dict[str, float]:
     """Held-out teacher-forced loss and share of answers whose every token is the argmax."""
     losses, answers = [], []
     for start in range(0, len(rows), batch):
         part = rows[start:start + batch]
-        loss, stats = language_loss(model, language_batch(adapter, part), prefix)
+        loss, stats = language_loss(model, language_batch(adapter, part), opening)
         losses.append(loss.item() * len(part))
         answers.append(stats["answer_right"] * len(part))
     return {"held_out_loss": round(sum(losses) / len(rows), 4),
             "held_out_answer_right": round(sum(answers) / len(rows), 4)}
 
 
-def save_vision(result: dict, config: AlignConfig, command: list[str], folder: Path) -> Path:
-    """Write the tower + merger weights (safetensors) and ``recipe.json`` (command, seed, data, curve) to ``folder``."""
+def save_weights(result: dict, config: AlignConfig, command: list[str], folder: Path) -> Path:
+    """Write the tower, projector and LoRA updates (safetensors) and ``recipe.json`` (command, seed, data,
+    curve) to ``folder``: what :func:`lmmr1_agent.models.fastvlm.load_aligned_weights` puts into a fresh VLM."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in result["model"].model.visual.state_dict().items()}
+    model = result["model"]
+    state = {k[len("model."):]: v.detach().contiguous() for k, v in _run_tensors(model, None).items()
+             if "lora_" not in k}
+    # The low-rank factors ship in float16 (half the bytes; the package stays under 25 MB); the build adds their
+    # product in float32. The tower and projector stay float32.
+    state.update({k: v.to(torch.float16) for k, v in lora_deltas(model).items()})
     save_file(state, folder / WEIGHTS_FILE, metadata={"format": "pt"})
     recipe = {
         "command": " ".join(["python -m lmmr1_agent.align", *command]),
         "config": dataclasses.asdict(config),
-        "vision": config.vision,
+        "model": {"image_size": config.image_size, "tower": config.tower, "lora_rank": config.lora_rank},
         "data": {"source": "lmmr1_env.visualmath.env.generate_task(split='train', ...) rendered by render_task",
-                 "families": config.family_list, "language_families": config.language_family_list,
-                 "difficulties": config.difficulty_list,
+                 "families": config.family_list, "difficulties": config.difficulty_list,
                  "image_size": config.image_size,
-                 "phase 1": "figure labels (lmmr1_agent.align.data.figure_labels) read by attention heads",
+                 "phase 1": "figure labels (lmmr1_agent.align.data.figure_labels) read by attention heads from "
+                            "the projector's image tokens; tower + projector train",
                  "phase 2": "env prompt (system + demonstration + figure + question) -> "
-                            "'<think>description</think><answer>gold answer</answer>', loss on the response only"},
+                            "'<think>description</think><answer>gold answer</answer>', loss on the response "
+                            "only; tower (batch norms frozen) + projector + LoRA factors train"},
         "parameters": sum(v.numel() for v in state.values()),
         "seconds": result["seconds"], "peak_rss_gb": result["peak_rss_gb"], "merger_scale": result["merger_scale"],
         "torch": torch.__version__,
@@ -283,34 +399,37 @@ def save_vision(result: dict, config: AlignConfig, command: list[str], folder: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lmmr1_agent.align``: align the vision tower and write it to ``--output``."""
+    """``python -m lmmr1_agent.align``: align the embedded VLM and write its weights to ``--output``."""
+    import shutil
+
     from lmmr1_agent.cli import check_model, check_output_dir
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     config = AlignConfig(**{k.replace("-", "_"): v for k, v in vars(parser.parse_args(argv)).items()})
-    try:  # everything a 45-minute run needs is checked before it starts, the output folder included
+    state_dir = Path(config.output) / STATE_DIR
+    try:  # everything an hour-long run needs is checked before it starts, the output folder included
         config.validate()
         try:
             check_model(config.text_model)
         except ValueError as exc:
             raise ValueError(f"--text-model: {exc}") from None
         check_output_dir(config.output, "--output")
+        load_state(state_dir, config)  # a killed run with other settings is an error now, not after an hour
     except ValueError as exc:  # ConfigError is one; __main__ prints it as one line with exit status 2
         raise SystemExit(f"{parser.prog}: error: {exc}") from None
     print(f"[align] config: {json.dumps(dataclasses.asdict(config))}", file=sys.stderr)
-    result = align(config)
-    folder = save_vision(result, config, argv, Path(config.output))
+    result = align(config, state_dir=state_dir)
+    folder = save_weights(result, config, argv, Path(config.output))
     if config.text_model == "embedded":  # pin what the install will rebuild from these weights
         import tempfile
 
         from lmmr1_agent.align.reference import write_reference
-        from lmmr1_agent.models.embedded import build_graft_folder
+        from lmmr1_agent.models.embedded import build_vlm_folder
 
         with tempfile.TemporaryDirectory() as tmp:
-            built = build_graft_folder(Path(tmp) / "graft", vision=config.vision,
-                                       weights=folder / WEIGHTS_FILE)
-            write_reference(built, folder)
+            write_reference(build_vlm_folder(Path(tmp) / "vlm", folder), folder)
+    shutil.rmtree(state_dir, ignore_errors=True)
     print(f"[align] done in {result['seconds'] / 60:.1f} min, peak RSS {result['peak_rss_gb']:.2f} GB; "
           f"weights in {folder}")
     return 0

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lmmr1_agent.learner.config import ConfigError
+from lmmr1_agent.models.saving import save_model_folder
 
 STATE_FILE = "trainer_state.json"
 LOCK_FILE = ".lock"
@@ -107,8 +108,7 @@ def save_checkpoint(stage_dir: Path, step: int, model, tokenizer, optimizer, sch
     tmp = root / f".step_{step:06d}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    save_model_folder(tmp, model, tokenizer)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
     for name, thing in (extra or {}).items():

@@ -31,7 +31,7 @@ import torch
 from lmmr1_agent.learner.config import StageConfig
 from lmmr1_agent.learner.samples import Sample
 from lmmr1_agent.learner.trainer import EnvRunner, step_envs
-from lmmr1_agent.learner.workers import LearnerDied, LearnerHost, make_agent
+from lmmr1_agent.learner.workers import LearnerDied, LearnerHost, stage_policy
 from lmmr1_agent.rollout import Episode
 
 #: The object store of a local cluster: this much plus twice the weights (docs/machine.md: the default takes GBs).
@@ -52,7 +52,7 @@ class RunnerActor:
     def __init__(self, config: dict[str, Any], model_path: str):
         stage = StageConfig(**config)
         _quiet_actor(stage.runner_num_cpus)
-        self.runner = EnvRunner(stage, make_agent(stage, model_path))
+        self.runner = EnvRunner(stage, stage_policy(stage, model_path))
 
     def pid(self) -> int:
         return os.getpid()

@@ -22,6 +22,7 @@ from lmmr1_agent.learner import algorithms as alg
 from lmmr1_agent.learner.config import StageConfig
 from lmmr1_agent.learner.samples import Sample
 from lmmr1_agent.rollout import Episode, play_episodes, sampling_seed
+from lmmr1_agent.stats import mean_stderr
 
 #: Seeds of different runs (and of eval vs train) never meet: each run's train seeds start at seed × STRIDE.
 SEED_STRIDE = 10_000_000
@@ -134,10 +135,19 @@ def summarize_eval(episodes: Sequence[Episode]) -> dict[str, float]:
 
 
 def _mean_se(name: str, values: Sequence[float]) -> dict[str, float]:
-    n = len(values)
-    mean = float(np.mean(values)) if n else 0.0
-    se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    mean, se = mean_stderr(values)
     return {name: mean, f"{name}_se": se}
+
+
+def train_mode(model: torch.nn.Module) -> torch.nn.Module:
+    """``model.train()``, except batch-norm layers, which keep normalising with their running statistics: in
+    training mode they would normalise by the micro-batch, so the learner's log-probs would depend on which
+    samples share it and differ from the sampler's, and their statistics would drift even in a frozen tower."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return model
 
 
 class ValueModel(torch.nn.Module):
@@ -192,11 +202,7 @@ class Learner:
         cfg = self.config
         if cfg.lr_scheduler == "constant":
             return 1.0
-        warmup = max(1, int(cfg.lr_warmup_ratio * cfg.num_steps))
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, cfg.num_steps - warmup))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        return alg.cosine_factor(step, cfg.num_steps, int(cfg.lr_warmup_ratio * cfg.num_steps))
 
     def _batch(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
         """Right-padded prompt+response ids, the response mask (shifted to predict-next positions), images."""
@@ -215,11 +221,7 @@ class Learner:
                 True if s.response_mask is None else torch.tensor(s.response_mask))
             old[row, start : start + len(s.response_ids)] = torch.tensor(s.logprobs)
         batch = {"input_ids": ids, "attention_mask": attention, "mask": mask, "old_logprobs": old}
-        if hasattr(self.agent.adapter, "image_processor"):
-            images = self.agent.adapter.prepare([s.conversation for s in samples])
-            if "pixel_values" in images:
-                batch["pixel_values"], batch["image_grid_thw"] = images["pixel_values"], images["image_grid_thw"]
-                batch.update(self.agent.adapter.token_types(ids))
+        batch.update(self.agent.adapter.image_inputs([s.conversation for s in samples], ids))
         return batch
 
     def _logprobs(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,7 +294,7 @@ class Learner:
         kept = [samples[i] for i in keep]
         experience = self._experience(kept, shaped[keep])
         losses, value_losses, clips, grad_norms, skipped = [], [], [], [], 0
-        self.model.train()
+        train_mode(self.model)
         for _ in range(cfg.max_epochs):
             for lo in range(0, len(kept), cfg.train_batch_size):
                 chunk = list(range(lo, min(lo + cfg.train_batch_size, len(kept))))

