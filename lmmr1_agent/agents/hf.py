@@ -8,6 +8,7 @@ Another VLM family is one more ``process_images`` (pixels and tokens per image).
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -116,7 +117,7 @@ class TextAdapter:
         return {"input_ids": ids, "attention_mask": attention}
 
 
-class ImageAdapter(TextAdapter):
+class ImageAdapter(TextAdapter, abc.ABC):
     """Image-text-to-text models whose chat template writes one marker token per image part: ``prepare`` expands
     each marker into as many copies as the image has tokens and adds the pixel inputs. A family says how its
     images become pixels and token counts (:meth:`process_images`)."""
@@ -127,9 +128,9 @@ class ImageAdapter(TextAdapter):
         return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=add_generation_prompt,
                                                   tokenize=False)
 
+    @abc.abstractmethod
     def process_images(self, images: list[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
         """The model's pixel inputs for ``images`` and the number of image tokens each one takes."""
-        raise NotImplementedError
 
     def token_types(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Extra per-token inputs the model needs beside ``input_ids`` (none unless a family says so)."""

@@ -19,7 +19,7 @@ import torch
 
 from lmmr1_agent.models.graft import chatml_template, copy_language_weights
 
-#: The placeholder the tokenizer gains; a prompt carries :func:`image_seq_length` of them per image.
+#: The image token the tokenizer gains; a prompt carries :func:`image_seq_length` of them per image.
 IMAGE_TOKEN = "<image>"
 #: The ResNet tower the probe measured: stem to 1/4, stages at strides 1, 2, 2 (1/16 overall).
 RESNET_TOWER = {"embedding_size": 32, "hidden_sizes": [64, 128, 256], "depths": [1, 1, 2]}
