@@ -44,8 +44,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def option(default: Any, doc: str, **extra: Any) -> Any:
-    """A config dataclass field: its default and a one-line doc (the ``--help`` text); ``alias="--lr"`` adds a
-    second flag. Lists and dicts get a fresh copy per instance."""
+    """A config dataclass field: its default and a one-line doc (the ``--help`` text). ``extra`` shapes its option:
+    ``alias="--lr"`` adds a second flag; ``type=int`` types a field whose default is None (not given);
+    ``choices=`` and ``metavar=`` go to argparse; ``repeat=True`` makes a list a flag given once per item. Lists and
+    dicts get a fresh copy per instance."""
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: json.loads(json.dumps(default)),
                                  metadata={"doc": doc, **extra})
@@ -65,23 +67,36 @@ _json.__name__ = "JSON"  # argparse's complaint reads "invalid JSON value: '...'
 def add_config_options(parser: argparse.ArgumentParser, config_class: type, *, skip: tuple[str, ...] = (),
                        layered: bool = False) -> None:
     """One ``--option`` per field of ``config_class`` (declared with :func:`option`), help from its doc: booleans
-    as ``--x/--no-x``, lists and dicts as JSON. ``layered``: an option not given parses as None, so a YAML value
-    underneath it survives; otherwise it parses as the field's default."""
+    as ``--x/--no-x``, lists and dicts as JSON, a ``repeat`` list as one flag per item. ``layered``: an option not
+    given parses as None, so a YAML value underneath it survives; otherwise it parses as the field's default (a
+    ``repeat`` list as None: :func:`config_from_args` gives it its default)."""
     for f in dataclasses.fields(config_class):
         if f.name in skip:
             continue
-        flags = [f"--{f.name.replace('_', '-')}"] + ([f.metadata["alias"]] if "alias" in f.metadata else [])
+        meta = f.metadata
+        flags = [f"--{f.name.replace('_', '-')}"] + ([meta["alias"]] if "alias" in meta else [])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        given = {"dest": f.name, "default": None if layered else default}
-        if isinstance(default, bool):
-            parser.add_argument(*flags, action=argparse.BooleanOptionalAction,
-                                help=f"{f.metadata['doc']} (default: {default})", **given)
-        elif isinstance(default, (list, dict)):
-            parser.add_argument(*flags, type=_json, metavar="JSON",
-                                help=f"{f.metadata['doc']} (default: {json.dumps(default)})", **given)
+        kind = meta.get("type", type(default))
+        doc = meta["doc"]
+        if default is not None and "(default:" not in doc:  # a doc may say its default in its own words
+            doc += f" (default: {json.dumps(default) if isinstance(default, (list, dict)) else default})"
+        given = {"dest": f.name, "default": None if layered else default, "help": doc,
+                 **{k: meta[k] for k in ("choices", "metavar") if k in meta}}
+        if meta.get("repeat"):
+            parser.add_argument(*flags, action="append", **{**given, "default": None})
+        elif kind is bool:
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **given)
+        elif kind in (list, dict):
+            parser.add_argument(*flags, type=_json, **{"metavar": "JSON", **given})
         else:
-            parser.add_argument(*flags, type=type(default), help=f"{f.metadata['doc']} (default: {default})",
-                                **given)
+            parser.add_argument(*flags, type=kind, **given)
+
+
+def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
+    """``config_class`` from options added by :func:`add_config_options`; one that parsed as None keeps its
+    field's default."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return config_class(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
 def run_main(main: Callable[[], int | None]) -> NoReturn:

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +30,77 @@ from lmmr1_agent.agents.openai_http import DEFAULT_RETRY_BUDGET, DEFAULT_TIMEOUT
 from lmmr1_agent.cli import (
     ArgumentParser,
     ConfigError,
+    add_config_options,
     check_count,
     check_env,
     check_number,
     check_output_dir,
+    config_from_args,
+    option,
     parse_env_spec,
 )
 from lmmr1_agent.report import ReportWriter
 from lmmr1_agent.rollout import HISTORY_MODES, Episode, play_episodes
 from lmmr1_agent.stats import mean_stderr
+from lmmr1_env.core import SPLITS
 from lmmr1_env.datasets import DatasetError
 
-__all__ = ["build_parser", "main", "parse_env_spec", "summarize"]
+__all__ = ["EvalConfig", "build_parser", "main", "parse_env_spec", "summarize"]
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation: which agent plays which environments, for how many episodes, and where the results go."""
+
+    env: list = option(["LMMR1/TextMath-v0"], "environment id, optionally with JSON kwargs: "
+                       "'LMMR1/TextMath-v0:{\"difficulty\": 3}'; repeat for several (default: LMMR1/TextMath-v0)",
+                       repeat=True, metavar="ID[:JSON]")
+    agent: str = option("oracle", "scripted name (idle, random, oracle, game agents), embedded / embedded-vl (the "
+                        "built-in SmolLM2-135M and the VLM built on it with the aligned vision tower; "
+                        "embedded-vl-random: with a fresh, blind tower), a model folder or hub id, vllm:MODEL, or an "
+                        "OpenAI-compatible URL such as http://127.0.0.1:8000/v1")
+    api_model: str | None = option(None, "model name to request from an OpenAI-compatible --agent URL", type=str)
+    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key")
+    max_concurrency: int = option(8, "parallel API requests")
+    request_timeout: float = option(DEFAULT_TIMEOUT, "seconds one API request may wait for the server before it is "
+                                    "retried", metavar="SECONDS")
+    request_budget: float = option(DEFAULT_RETRY_BUDGET, "seconds one API request may take over all its tries, "
+                                   "backoff included; past it the evaluation stops with the last failure",
+                                   metavar="SECONDS")
+    temperature: float = option(0.0, "sampling temperature; 0 is greedy")
+    max_new_tokens: int = option(256, "response length limit in tokens")
+    min_pixels: int | None = option(None, "image processor lower bound on pixels per image", type=int)
+    max_pixels: int | None = option(None, "image processor upper bound on pixels per image", type=int)
+    episodes: int = option(100, "episodes per environment")
+    seed: int = option(0, "first env seed; episode k plays seed + k")
+    split: str = option("test", "split for envs whose kwargs do not set one", choices=SPLITS)
+    batch_size: int = option(8, "episodes played side by side")
+    history: str = option("auto", "multi-turn prompts: the whole episode (full), the latest observation (last), or "
+                          "what the env asks for (auto: last for Football, full elsewhere)",
+                          choices=HISTORY_MODES)
+    demonstration: bool | None = option(None, "send the env's solved example exchange first (default: the agent's "
+                                        "choice)", type=bool)
+    output: str = option("runs/eval", "folder for results.json, episodes.jsonl and report.html")
+
+    def env_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each ``--env`` as ``(id, kwargs)``, its kwargs' split or else ``split``; a ConfigError on bad JSON."""
+        return [(env_id, {"split": self.split, **kwargs}) for env_id, kwargs in map(parse_env_spec, self.env)]
+
+    def validate(self) -> EvalConfig:
+        """Raise ConfigError naming the first bad option: numbers out of range, an env that does not build with its
+        kwargs (each is built once, before any model loads), an output folder that cannot be written."""
+        for name in ("episodes", "batch_size", "max_concurrency", "max_new_tokens", "min_pixels", "max_pixels"):
+            check_count(f"--{name.replace('_', '-')}", getattr(self, name))
+        check_count("--seed", self.seed, 0)
+        check_number("--temperature", self.temperature, low_ok=True)
+        check_number("--request-timeout", self.request_timeout)
+        check_number("--request-budget", self.request_budget)
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ConfigError(f"--min-pixels {self.min_pixels} is above --max-pixels {self.max_pixels}")
+        for env_id, kwargs in self.env_specs():
+            check_env(env_id, kwargs, f"--env {env_id}")
+        check_output_dir(self.output, "--output")
+        return self
 
 
 def summarize(env_id: str, kwargs: dict, episodes: list[Episode], seconds: float) -> dict[str, Any]:
@@ -92,43 +152,10 @@ def episode_record(episode: Episode) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The evaluation CLI's options."""
+    """The evaluation CLI: one option per :class:`EvalConfig` field, and ``--no-progress``."""
     parser = ArgumentParser(prog="python -m lmmr1_agent.evaluate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", action="append", metavar="ID[:JSON]",
-                        help='environment id, optionally with JSON kwargs: \'LMMR1/TextMath-v0:{"difficulty": 3}\'; '
-                             "repeat for several (default: LMMR1/TextMath-v0)")
-    parser.add_argument("--agent", default="oracle",
-                        help="scripted name (idle, random, oracle, game agents), embedded / embedded-vl (the built-in "
-                             "SmolLM2-135M and the VLM built on it with the aligned vision tower; embedded-vl-random: "
-                             "with a fresh, blind tower), a model folder or hub id, vllm:MODEL, or an "
-                             "OpenAI-compatible URL such as http://127.0.0.1:8000/v1 (default: oracle)")
-    parser.add_argument("--api-model", help="model name to request from an OpenAI-compatible --agent URL")
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                        help="environment variable holding the API key (default: OPENAI_API_KEY)")
-    parser.add_argument("--max-concurrency", type=int, default=8, help="parallel API requests (default: 8)")
-    parser.add_argument("--request-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="seconds one API request may wait for the server before it is retried "
-                             f"(default: {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--request-budget", type=float, default=DEFAULT_RETRY_BUDGET, metavar="SECONDS",
-                        help="seconds one API request may take over all its tries, backoff included; past it the "
-                             f"evaluation stops with the last failure (default: {DEFAULT_RETRY_BUDGET:g})")
-    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 is greedy")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="response length limit in tokens")
-    parser.add_argument("--min-pixels", type=int, help="image processor lower bound on pixels per image")
-    parser.add_argument("--max-pixels", type=int, help="image processor upper bound on pixels per image")
-    parser.add_argument("--episodes", type=int, default=100, help="episodes per environment (default: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="first env seed; episode k plays seed + k (default: 0)")
-    parser.add_argument("--split", choices=["train", "test"], default="test",
-                        help="split for envs whose kwargs do not set one (default: test)")
-    parser.add_argument("--batch-size", type=int, default=8, help="episodes played side by side (default: 8)")
-    parser.add_argument("--history", choices=HISTORY_MODES, default="auto",
-                        help="multi-turn prompts: the whole episode (full), the latest observation (last), or what "
-                             "the env asks for (auto, the default: last for Football, full elsewhere)")
-    parser.add_argument("--demonstration", action=argparse.BooleanOptionalAction, default=None,
-                        help="send the env's solved example exchange first (default: the agent's choice)")
-    parser.add_argument("--output", type=Path, default=Path("runs/eval"),
-                        help="folder for results.json and episodes.jsonl (default: runs/eval)")
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_options(parser, EvalConfig)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -138,55 +165,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _evaluate(args)
+        return _evaluate(config_from_args(EvalConfig, args).validate(), progress=not args.no_progress)
     except (ConfigError, AgentError, DatasetError) as exc:  # DatasetError: a row that only fails when it is played
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
-def _check(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    """The options' values, each env built once with its kwargs, the output folder writable; returns the specs."""
-    for option in ("episodes", "batch_size", "max_concurrency", "max_new_tokens", "min_pixels", "max_pixels"):
-        check_count(f"--{option.replace('_', '-')}", getattr(args, option))
-    check_count("--seed", args.seed, 0)
-    check_number("--temperature", args.temperature, low_ok=True)
-    check_number("--request-timeout", args.request_timeout)
-    check_number("--request-budget", args.request_budget)
-    if args.min_pixels and args.max_pixels and args.min_pixels > args.max_pixels:
-        raise ConfigError(f"--min-pixels {args.min_pixels} is above --max-pixels {args.max_pixels}")
-    specs = []
-    for env_id, kwargs in (parse_env_spec(s) for s in (args.env or ["LMMR1/TextMath-v0"])):
-        kwargs = {"split": args.split, **kwargs}
-        check_env(env_id, kwargs, f"--env {env_id}")  # bad kwargs fail before any model loads
-        specs.append((env_id, kwargs))
-    check_output_dir(args.output, "--output")
-    return specs
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    specs = _check(args)
+def _evaluate(config: EvalConfig, progress: bool = True) -> int:
+    specs, output = config.env_specs(), Path(config.output)
     try:
-        agent = make_agent(args.agent, seed=args.seed, temperature=args.temperature,
-                           max_new_tokens=args.max_new_tokens, demonstration=args.demonstration,
-                           api_model=args.api_model, api_key=os.environ.get(args.api_key_env),
-                           max_concurrency=args.max_concurrency, min_pixels=args.min_pixels,
-                           max_pixels=args.max_pixels, request_timeout=args.request_timeout,
-                           request_budget=args.request_budget)
+        agent = make_agent(config.agent, seed=config.seed, temperature=config.temperature,
+                           max_new_tokens=config.max_new_tokens, demonstration=config.demonstration,
+                           api_model=config.api_model, api_key=os.environ.get(config.api_key_env),
+                           max_concurrency=config.max_concurrency, min_pixels=config.min_pixels,
+                           max_pixels=config.max_pixels, request_timeout=config.request_timeout,
+                           request_budget=config.request_budget)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise ConfigError(f"--agent {args.agent}: {exc}") from None
-    rows, seeds = [], list(range(args.seed, args.seed + args.episodes))
-    report = ReportWriter(args.output / "report.html", f"lmmr1 evaluation: {args.agent}")
+        raise ConfigError(f"--agent {config.agent}: {exc}") from None
+    rows, seeds = [], list(range(config.seed, config.seed + config.episodes))
+    report = ReportWriter(output / "report.html", f"lmmr1 evaluation: {config.agent}")
     try:
-        with open(args.output / "episodes.jsonl", "w", encoding="utf-8") as log:
+        with open(output / "episodes.jsonl", "w", encoding="utf-8") as log:
             for env_id, kwargs in specs:
                 start, episodes = time.monotonic(), []
                 # disable=None: no bar when stderr is not a terminal (a log file gets no carriage-return noise)
-                bar = tqdm(total=len(seeds), desc=env_id, unit="ep", disable=True if args.no_progress else None,
+                bar = tqdm(total=len(seeds), desc=env_id, unit="ep", disable=None if progress else True,
                            file=sys.stderr)
                 make_env = functools.partial(gym.make, env_id, **kwargs)
                 try:
                     for episode in play_episodes(make_env, agent, seeds, env_id=env_id,
-                                                 batch_size=args.batch_size, history=args.history,
-                                                 demonstration=args.demonstration):
+                                                 batch_size=config.batch_size, history=config.history,
+                                                 demonstration=config.demonstration):
                         log.write(json.dumps(episode_record(episode)) + "\n")
                         report.add(episode)
                         episode.drop_media()  # 108 Football episodes of 160 frames would otherwise hold ~12 GB
@@ -201,13 +209,13 @@ def _evaluate(args: argparse.Namespace) -> int:
                 rows.append(summarize(env_id, kwargs, episodes, time.monotonic() - start))
     finally:
         agent.close()
-    results = {"agent": args.agent, "seed": args.seed, "episodes_per_env": args.episodes, "results": rows}
-    (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    results = {"agent": config.agent, "seed": config.seed, "episodes_per_env": config.episodes, "results": rows}
+    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = format_table(rows)
     page = report.finish(rows, table)
-    print(f"agent: {args.agent}")
+    print(f"agent: {config.agent}")
     print(table)
-    print(f"results: {args.output / 'results.json'}  episodes: {args.output / 'episodes.jsonl'}  report: {page}")
+    print(f"results: {output / 'results.json'}  episodes: {output / 'episodes.jsonl'}  report: {page}")
     return 0
 
 if __name__ == "__main__":

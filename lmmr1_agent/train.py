@@ -27,12 +27,12 @@ from tqdm import tqdm
 
 from lmmr1_agent.learner.checkpoint import RunLock, latest_checkpoint, remove_stale_temporaries
 from lmmr1_agent.learner.config import FIELDS, STAGES, ConfigError, StageConfig, add_arguments, load_yaml, resolve
-from lmmr1_agent.learner.plots import reward_curve
 from lmmr1_agent.learner.samples import episodes_to_samples
 from lmmr1_agent.learner.trainer import summarize_eval
 from lmmr1_agent.learner.workers import SUMMARY, LearnerDied, LocalWorkers, Workers
 from lmmr1_agent.models.embedded import resolve_model
 from lmmr1_agent.models.saving import save_model_folder
+from lmmr1_agent.plots import reward_curve
 from lmmr1_agent.report import write_report
 
 
@@ -53,7 +53,9 @@ def mgt_start(config: StageConfig, run_dir: Path) -> str:
                           "(or pass --from-base for the Direct-RL baseline)")
     from transformers import AutoConfig
 
-    if AutoConfig.from_pretrained(fre_final).model_type != "llama":
+    from lmmr1_agent.agents.hf import VL_MODEL_TYPES
+
+    if AutoConfig.from_pretrained(fre_final).model_type in VL_MODEL_TYPES:
         return str(fre_final)  # FRE already trained a vision-language model
     target = run_dir / "mgt" / "init"
     if (target / "config.json").is_file():
@@ -66,32 +68,40 @@ def mgt_start(config: StageConfig, run_dir: Path) -> str:
 
 
 def graft_fre_result(fre_final: Path, base: Path, name: str):
-    """``(model, tokenizer)``: the text model FRE trained inside the VL model ``base``, whose vision side (tower and
-    projector or merger, aligned there if it was) is copied unchanged. FastVLM and Qwen2.5-VL bases are supported."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, LlamaForCausalLM
+    """``(model, tokenizer)``: the text model FRE trained (any causal LM) inside the VL model ``base``, whose vision
+    side (tower and projector or merger, aligned there if it was) is copied unchanged. FastVLM and Qwen2.5-VL bases
+    are supported."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     from lmmr1_agent.models.fastvlm import build_resnet_vlm
     from lmmr1_agent.models.graft import graft_into_qwen2_5_vl
 
     base_config = AutoConfig.from_pretrained(base)
-    llama = LlamaForCausalLM.from_pretrained(fre_final, dtype=torch.float32)
+    text_model = AutoModelForCausalLM.from_pretrained(fre_final, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(fre_final)
+    kind = text_model.config.model_type
     if base_config.model_type == "fast_vlm":
         if not hasattr(base_config, "lmmr1_image_size") or base_config.vision_config.model_type != "resnet":
             raise ConfigError(f"mgt model {name}: a FastVLM not built by lmmr1 (ResNet tower) cannot take FRE's "
                               "text model; run FRE on the VL model itself (--stage fre --model " + name + ")")
         # Only the tower and projector carry over: a language update the base learned in its alignment is
         # replaced by FRE's language weights (the defaults run FRE on the VL model and keep it).
-        print(f"[lmmr1] grafting FRE's text model into {name}: its vision side is kept, its language weights are "
-              "FRE's", file=sys.stderr)
-        model, tokenizer = build_resnet_vlm(llama, tokenizer, image_size=base_config.lmmr1_image_size,
-                                            tower=_resnet_shape(base_config.vision_config))
+        print(f"[lmmr1] grafting FRE's text model ({kind}) into {name}: its vision side is kept, its language "
+              "weights are FRE's", file=sys.stderr)
+        try:
+            model, tokenizer = build_resnet_vlm(text_model, tokenizer, image_size=base_config.lmmr1_image_size,
+                                                tower=_resnet_shape(base_config.vision_config))
+        except ValueError as exc:  # a text model it cannot hold
+            raise ConfigError(f"mgt model {name}: {exc}") from None
         vision = ("model.vision_tower.", "model.multi_modal_projector.")
     elif base_config.model_type == "qwen2_5_vl":
+        if kind != "llama":  # the graft zeroes the q/k/v biases Llama lacks, and has no home for other weights
+            raise ConfigError(f"mgt model {name}: FRE's text model is a {kind!r} model; only a Llama-family one can "
+                              "be grafted into Qwen2.5-VL (a FastVLM base, such as embedded-vl, takes any)")
         shape = {k: getattr(base_config.vision_config, k) for k in (
             "depth", "hidden_size", "num_heads", "intermediate_size", "patch_size", "spatial_merge_size",
             "temporal_patch_size", "window_size")}
-        model, tokenizer = graft_into_qwen2_5_vl(llama, tokenizer, vision=shape)
+        model, tokenizer = graft_into_qwen2_5_vl(text_model, tokenizer, vision=shape)
         vision = ("model.visual.",)
     else:
         raise ConfigError(f"mgt model {name} is a {base_config.model_type!r} model: FRE's text model can be grafted "
@@ -99,7 +109,12 @@ def graft_fre_result(fre_final: Path, base: Path, name: str):
                           "(--stage fre --model " + name + ")")
     base_state = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32).state_dict()
     own = {k: v for k, v in base_state.items() if k.startswith(vision)}
-    missing, unexpected = model.load_state_dict(own, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(own, strict=False)
+    except RuntimeError as exc:  # a size mismatch: the base's projector feeds another hidden size than FRE's model
+        sizes = [" ".join(line.split()) for line in str(exc).splitlines() if "size mismatch" in line]
+        raise ConfigError(f"mgt model {name}: its vision weights do not fit FRE's {kind} text model "
+                          f"({(sizes or [str(exc)])[0]})") from None
     unexpected += [k for k in missing if k.startswith(vision)]  # a vision weight the base lacks stays random
     if unexpected or not own:
         raise ConfigError(f"mgt model {name}: its vision weights do not fit the grafted model ({unexpected[:3]})")

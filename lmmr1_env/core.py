@@ -12,6 +12,8 @@ from lmmr1_env.spaces import DEFAULT_MAX_TEXT, TextSpace, observation_space
 from lmmr1_env.types import Message, Observation
 
 SPLITS = ("train", "test")
+#: Each split's own random stream (the last key of a generator's seed): train and test never share a draw.
+SPLIT_STREAM = {split: stream for stream, split in enumerate(SPLITS)}
 
 
 class LMMEnv(gym.Env):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lmmr1_env.core import LMMEnv
+from lmmr1_env.core import SPLIT_STREAM, LMMEnv
 from lmmr1_env.datasets import split_of_text
 from lmmr1_env.rewards import DEFAULT_VERIFY_TIMEOUT, REWARD_MODES, score_math
 from lmmr1_env.types import Message, Observation, TaskRow
@@ -41,7 +41,6 @@ DEMONSTRATIONS: dict[str, list[Message]] = {
     "lmmr1": [{"role": "user", "content": "What is 7 + 5?"},
               {"role": "assistant", "content": "<think>7 + 5 = 12</think><answer>$12$</answer>"}],
 }
-_SPLIT_STREAM = {"train": 0, "test": 1}
 _MAX_SPLIT_TRIES = 1000
 
 
@@ -54,7 +53,7 @@ def draw_task(split: str, seed: int, families: Sequence[str], difficulties: Sequ
     is hashed from. Same arguments, same row, in any process; no test problem is ever a training problem.
     """
     for attempt in range(_MAX_SPLIT_TRIES):
-        rng = np.random.default_rng([seed, attempt, _SPLIT_STREAM[split]])
+        rng = np.random.default_rng([seed, attempt, SPLIT_STREAM[split]])
         family = families[int(rng.integers(len(families)))]
         difficulty = int(difficulties[int(rng.integers(len(difficulties)))])
         row = draw(family, rng, difficulty)

@@ -13,6 +13,7 @@ from lmmr1_agent.learner import (
     advantages_and_returns,
     aggregate,
     entropy,
+    kept_share,
     kl_estimate,
     kl_loss,
     masked_mean,
@@ -256,6 +257,19 @@ def test_aggregation_on_unequal_rows():
     x3, mask3 = torch.cat([x, t([9, 9, 9])]), torch.cat([mask, t([0, 0, 0])])
     assert aggregate(x3, mask3, "sequence").item() == 3.0
     assert masked_mean(x, torch.zeros_like(mask)).item() == 0.0
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_kept_rows_scaled_by_their_share_aggregate_like_the_whole_batch(aggregation):
+    """What zero-advantage skipping relies on: rows whose values are all 0 can be left out of a batch exactly."""
+    x = t([1, 2, 3, 0], [0, 0, 0, 0], [4, 5, 0, 0], [0, 0, 0, 0])
+    mask = t([1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0])  # row 3 has no response token
+    kept = [True, False, True, False]
+    share = kept_share(mask.sum(-1).int().tolist(), kept, aggregation)
+    assert share == {"token": 5 / 7, "sequence": 2 / 3, "dr_grpo": 2 / 4}[aggregation]
+    rows = torch.tensor(kept)
+    whole = aggregate(x, mask, aggregation, max_len=4)
+    close(aggregate(x[rows], mask[rows], aggregation, max_len=4) * share, whole.item())
 
 
 def test_value_loss_clipping():

@@ -42,6 +42,24 @@ def test_user_errors_are_clear(tmp_path):
     assert bad_json.returncode != 0 and "not valid JSON" in bad_json.stderr
 
 
+def test_every_option_comes_from_the_config_dataclass():
+    """``--help`` lists each EvalConfig field with its doc; an option not given keeps the field's default; ``--env``
+    repeats."""
+    import dataclasses
+
+    from lmmr1_agent.cli import config_from_args
+    from lmmr1_agent.evaluate import EvalConfig, build_parser
+
+    parser = build_parser()
+    text = " ".join(parser.format_help().split())
+    for field in dataclasses.fields(EvalConfig):
+        assert f"--{field.name.replace('_', '-')}" in text
+        assert " ".join(field.metadata["doc"].split())[:30] in text, field.name
+    assert config_from_args(EvalConfig, parser.parse_args([])) == EvalConfig()
+    config = config_from_args(EvalConfig, parser.parse_args(["--env", "A", "--env", "B:{}", "--no-demonstration"]))
+    assert config.env == ["A", "B:{}"] and config.demonstration is False and config.min_pixels is None
+
+
 def test_evaluate_an_api_model_over_http(tmp_path):
     """The evaluation CLI against an OpenAI-compatible server on loopback."""
     from tests.chat_server import FakeChatServer, reply

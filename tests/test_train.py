@@ -18,7 +18,7 @@ import tests.toy_env  # noqa: F401  (registers Toy/Digits-v0)
 from lmmr1_agent.learner.checkpoint import latest_checkpoint, save_checkpoint
 from lmmr1_agent.learner.config import ConfigError, resolve
 from lmmr1_agent.train import main, run_stage
-from tests.tiny_models import build_fastvlm, build_graft, build_llama, train_command
+from tests.tiny_models import build_fastvlm, build_graft, build_llama, build_qwen2, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = [{"id": "Toy/Digits-v0", "weight": 1.0, "kwargs": {}}]
@@ -185,6 +185,44 @@ def test_fre_then_mgt_grafts_a_text_fre_result_onto_the_vl_model(tiny_llama, tmp
     assert all(torch.equal(final[k], v) for k, v in vision.items())  # frozen, batch-norm statistics included
 
 
+def test_fre_then_mgt_grafts_a_qwen2_text_fre_result_onto_the_fastvlm(tiny_llama, tmp_path):
+    """FRE's text model need not be a Llama: a Qwen2 result (q/k/v biases and all) becomes MGT's language model
+    inside the FastVLM base, whose tower and projector carry over."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    frozen = ("model.vision_tower.", "model.multi_modal_projector.")
+    base_vl = build_fastvlm(tmp_path / "tiny-vl", tiny_llama)
+    qwen2 = build_qwen2(tmp_path / "tiny-qwen2")
+    run_stage(tiny_config(qwen2, tmp_path, num_steps=1, eval_prompts=2), progress=False)
+    mgt = tiny_config(base_vl, tmp_path, stage="mgt", num_steps=1, eval_prompts=2, rollout_batch_size=2,
+                      n_samples_per_prompt=4, freeze_prefix=list(frozen),
+                      envs=[{"id": "LMMR1/VisualMath-v0", "weight": 1.0,
+                             "kwargs": {"image_size": [32, 32], "difficulty": 1}}])
+    assert run_stage(mgt, progress=False)["start"] == str(tmp_path / "mgt" / "init")
+    init = AutoModelForImageTextToText.from_pretrained(tmp_path / "mgt" / "init").state_dict()
+    fre = AutoModelForCausalLM.from_pretrained(tmp_path / "fre" / "final").state_dict()
+    assert init["model.language_model.layers.0.self_attn.q_proj.bias"].abs().sum() > 0
+    for name in ("layers.0.self_attn.q_proj.bias", "layers.1.mlp.up_proj.weight", "norm.weight"):
+        assert torch.equal(init[f"model.language_model.{name}"], fre[f"model.{name}"]), name
+    vision = {k: v for k, v in AutoModelForImageTextToText.from_pretrained(base_vl).state_dict().items()
+              if k.startswith(frozen)}
+    assert vision and all(torch.equal(init[k], v) for k, v in vision.items())
+
+
+def test_a_text_fre_result_that_does_not_fit_the_vl_base_is_a_config_error(tiny_llama, tmp_path):
+    """A Qwen2 FRE result cannot go into Qwen2.5-VL (the graft is Llama's), nor a wider model into a FastVLM whose
+    projector feeds the base's hidden size: a ConfigError naming the base model."""
+    from lmmr1_agent.train import graft_fre_result
+
+    qwen2 = build_qwen2(tmp_path / "tiny-qwen2")
+    with pytest.raises(ConfigError, match="tiny-graft: FRE's text model is a 'qwen2' model; only a Llama-family"):
+        graft_fre_result(qwen2, build_graft(tmp_path / "tiny-graft", tiny_llama), "tiny-graft")
+    wide = build_llama(tmp_path / "wide-llama", hidden_size=96)
+    with pytest.raises(ConfigError, match="tiny-vl: its vision weights do not fit FRE's llama text model .*size "
+                                          "mismatch for model.multi_modal_projector"):
+        graft_fre_result(wide, build_fastvlm(tmp_path / "tiny-vl", tiny_llama), "tiny-vl")
+
+
 def test_fre_on_the_vl_model_then_mgt_continues_from_it(tiny_llama, tmp_path):
     """The default recipe: FRE trains the VL model on text, MGT continues from FRE's result itself."""
     base_vl = build_fastvlm(tmp_path / "tiny-vl", tiny_llama)
@@ -217,3 +255,39 @@ def test_every_estimator_trains_and_resumes(tiny_llama, tmp_path, estimator):
         saved = torch.load(last / "critic.pt", weights_only=True)
         assert all(torch.equal(learner.critic.state_dict()[k], saved[k]) for k in saved)
         assert any(not torch.equal(before[k], saved[k]) for k in saved)  # the critic did learn
+
+
+@pytest.mark.parametrize("estimator,aggregation", [("group_norm", "token"), ("group_norm", "sequence"),
+                                                   ("dr_grpo", "dr_grpo")])
+def test_skipping_zero_advantage_groups_gives_the_update_without_skipping(tiny_llama, estimator, aggregation):
+    """Groups whose rewards are all equal are skipped, and the parameters end exactly where an update that trains on
+    them lands: a skipped micro-batch, a partly skipped one (rows of several lengths) and an all-skipped optimizer
+    step (AdamW still steps, before and after a real one) under every loss aggregation."""
+    import dataclasses
+
+    from lmmr1_agent.agents.hf import HFAgent
+    from lmmr1_agent.learner.samples import episodes_to_samples
+    from lmmr1_agent.learner.trainer import EnvRunner, Learner
+
+    config = tiny_config(tiny_llama, "unused", advantage_estimator=estimator, loss_aggregation=aggregation,
+                         rollout_batch_size=4, n_samples_per_prompt=4, train_batch_size=8, micro_train_batch_size=3,
+                         max_epochs=2, weight_decay=0.1, actor_learning_rate=1e-3)
+    agents = [HFAgent(str(tiny_llama), temperature=1.0, max_new_tokens=8) for _ in range(2)]
+    samples = episodes_to_samples(*EnvRunner(config, agents[0]).collect(0))
+    # groups 0, 1 and 3 all equal (the first optimizer step trains on nothing), group 2 mixed
+    rewards = [1.0] * 4 + [0.0] * 4 + [0.0, 0.5, 0.5, 1.0] + [0.3] * 4
+    samples = [dataclasses.replace(s, reward=r, response_ids=s.response_ids[: 2 + i % 5],
+                                   logprobs=s.logprobs[: 2 + i % 5]) for i, (s, r) in enumerate(zip(samples, rewards))]
+    assert [s.group for s in samples] == [g for g in range(4) for _ in range(4)]
+    before = {k: v.clone() for k, v in agents[0].model.state_dict().items()}
+    runs = []
+    for agent, skip in zip(agents, (True, False)):
+        learner = Learner(dataclasses.replace(config, skip_zero_advantage_groups=skip), agent)
+        runs.append((learner.update(samples), agent.model.state_dict()))
+    (skipped, with_skip), (full, without_skip) = runs
+    assert skipped["rollout/zero_advantage_share"] == 0.75 and full["rollout/zero_advantage_share"] == 0.0
+    assert any(not torch.equal(before[k], v) for k, v in without_skip.items())
+    for name, value in without_skip.items():
+        torch.testing.assert_close(with_skip[name], value, atol=1e-6, rtol=0, msg=name)
+    for name in ("losses/policy", "losses/grad_norm"):
+        assert skipped[name] == pytest.approx(full[name], rel=1e-4, abs=1e-7), name

@@ -35,18 +35,34 @@ def build_tokenizer():
     return fast
 
 
-def build_llama(folder: Path, *, max_positions: int = 512, seed: int = 0) -> Path:
+def build_llama(folder: Path, *, max_positions: int = 512, hidden_size: int = 64, seed: int = 0) -> Path:
     """Save a 2-layer random Llama chat model with the tiny tokenizer in ``folder``."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    return _build_chat_model(folder, LlamaConfig, LlamaForCausalLM, max_positions=max_positions,
+                             hidden_size=hidden_size, seed=seed)
+
+
+def build_qwen2(folder: Path, *, seed: int = 0) -> Path:
+    """Save a 2-layer random Qwen2 chat model (a non-Llama text model: q/k/v biases) with the tiny tokenizer in
+    ``folder``."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return _build_chat_model(folder, Qwen2Config, Qwen2ForCausalLM, max_positions=512, hidden_size=64, seed=seed)
+
+
+def _build_chat_model(folder: Path, config_class, model_class, *, max_positions: int, hidden_size: int,
+                      seed: int) -> Path:
+    import torch
+
     tokenizer = build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = config_class(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=max_positions, tie_word_embeddings=True,
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = model_class(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

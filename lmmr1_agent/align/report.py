@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
-
 from lmmr1_agent.align.data import reasoning
+from lmmr1_agent.plots import share_curve
 from lmmr1_agent.stats import mean_stderr
 from lmmr1_env.tags import first_tag_body
 from lmmr1_env.visualmath.env import generate_task
@@ -79,45 +77,6 @@ def markdown_table(random_runs: list[dict], aligned_runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def line_plot(path: Path, title: str, series: dict[str, list[tuple[float, float]]], x_label: str,
-              size: tuple[int, int] = (760, 440)) -> Path:
-    """Lines of (x, y) points with y a share (0 to the next tenth above the largest), drawn with PIL."""
-    width, height = size
-    left, right, top, bottom = 56, 200, 36, 46
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font, small = ImageFont.load_default(size=15), ImageFont.load_default(size=12)
-    last = max((x for points in series.values() for x, _ in points), default=1.0) or 1.0
-    ceiling = min(1.0, math.ceil(10 * max((y for points in series.values() for _, y in points), default=1.0)) / 10)
-    ceiling = ceiling or 1.0
-
-    def xy(x: float, y: float) -> tuple[float, float]:
-        return left + (width - left - right) * x / last, top + (height - top - bottom) * (1 - y / ceiling)
-
-    draw.text((left, 8), title, fill="black", font=font)
-    draw.rectangle([left, top, width - right, height - bottom], outline=(120, 120, 120))
-    for k in range(6):
-        _, y = xy(0, ceiling * k / 5)
-        draw.line([left - 4, y, left, y], fill="black")
-        draw.text((8, y - 7), f"{ceiling * k / 5:.0%}", fill="black", font=small)
-        x, _ = xy(last * k / 5, 0)
-        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
-        draw.text((x - 10, height - bottom + 6), f"{last * k / 5:.{0 if last >= 10 else 1}f}", fill="black", font=small)
-    draw.text(((width - right) // 2, height - 20), x_label, fill="black", font=small)
-    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
-    for index, (name, points) in enumerate(series.items()):
-        colour = colours[index % len(colours)]
-        coords = [xy(x, y) for x, y in points]
-        if len(coords) > 1:
-            draw.line(coords, fill=colour, width=2)
-        for cx, cy in coords:
-            draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=colour)
-        draw.text((width - right + 10, top + 18 * index), name, fill=colour, font=small)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
-
-
 def recipe_series(recipe: dict) -> dict[str, list[tuple[float, float]]]:
     """The shipped run's held-out curve against wall-clock minutes: per phase-1 family, the share of figures
     whose every label was read right; then phase 2's teacher-forced answers."""
@@ -146,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(read_run(args.random), read_run(args.aligned))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
-    line_plot(args.out / "curve.png", "alignment: held-out accuracy vs training minutes", recipe_series(recipe),
-              "minutes (wall clock, 2 CPU cores)")
+    share_curve(args.out / "curve.png", "alignment: held-out accuracy vs training minutes", recipe_series(recipe),
+                "minutes (wall clock, 2 CPU cores)")
     print(table)
     return 0
 

@@ -1,6 +1,6 @@
 """The learner, after LMM-R1's OpenRLHF fork: estimators and losses as pure functions (`algorithms`), the stage
 config (`config`), episodes → samples (`samples`), the env-runner and learner halves (`trainer`), where they run
-(`workers`: in-process; `ray_workers`: Ray actors), atomic checkpoints (`checkpoint`), plots."""
+(`workers`: in-process; `ray_workers`: Ray actors), atomic checkpoints (`checkpoint`)."""
 
 from lmmr1_agent.learner.algorithms import (
     AGGREGATIONS,
@@ -13,6 +13,7 @@ from lmmr1_agent.learner.algorithms import (
     check_estimator,
     check_kl_estimator,
     entropy,
+    kept_share,
     kl_estimate,
     kl_loss,
     last_token_index,
@@ -36,6 +37,7 @@ __all__ = [
     "check_estimator",
     "check_kl_estimator",
     "entropy",
+    "kept_share",
     "kl_estimate",
     "kl_loss",
     "last_token_index",

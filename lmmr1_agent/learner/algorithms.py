@@ -8,6 +8,7 @@ policy generated; rows may be left- or right-padded. Sequence-level tensors (`re
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -74,6 +75,23 @@ def aggregate(x: torch.Tensor, mask: torch.Tensor, aggregation: str, max_len: in
     if max_len is None or max_len <= 0:
         raise ValueError(f"aggregation 'dr_grpo' needs max_len (the max generation length), got {max_len!r}")
     return torch.where(mask, x, 0.0).sum() / (x.shape[0] * max_len)
+
+
+def kept_share(tokens: Sequence[int], kept: Sequence[bool], aggregation: str) -> float:
+    """The kept rows' share of `aggregate`'s denominator over a whole batch: `aggregate` over the kept rows times
+    this equals `aggregate` over the whole batch when the other rows' values are all 0 (zero-advantage rows).
+
+    `tokens`: the valid tokens of each row; `kept`: whether each row is kept (at least one is).
+    """
+    check_aggregation(aggregation)
+    if aggregation == "token":
+        counts = list(tokens)
+    elif aggregation == "sequence":
+        counts = [int(n > 0) for n in tokens]
+    else:  # dr_grpo divides by the rows (times max_len), whether or not they have tokens
+        counts = [1] * len(tokens)
+    # Both denominators clamp at 1, as masked_mean does.
+    return max(1, sum(n for n, k in zip(counts, kept) if k)) / max(1, sum(counts))
 
 
 # ---- 1. group shaping of the scalar reward ----

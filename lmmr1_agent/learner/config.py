@@ -67,7 +67,8 @@ class StageConfig:
                       "auto (the env's choice: last for Football, full elsewhere)")
     max_turns: int = option(8, "turns per episode before it is cut (multi-turn envs)")
     demonstration: bool = option(True, "send the env's solved example exchange before the task")
-    skip_zero_advantage_groups: bool = option(True, "skip the backward for groups whose advantages are all zero")
+    skip_zero_advantage_groups: bool = option(True, "skip groups whose advantages are all zero, exactly (the same "
+                                              "update); on with group_norm or dr_grpo, init_kl_coef 0, entropy_coef 0")
     eval_prompts: int = option(128, "held-out (split=test) prompts per evaluation, one sample each")
     eval_temperature: float = option(1.0, "sampling temperature of evaluations (the training temperature)")
     eval_every: int = option(0, "evaluate every N steps (0: only before and after the stage)")
@@ -105,6 +106,11 @@ class StageConfig:
              "train_batch_size must be at least micro_train_batch_size"),
             (self.num_steps >= 0 and self.generate_max_len >= 1, "num_steps >= 0 and generate_max_len >= 1"),
             (self.actor_learning_rate > 0, "actor_learning_rate must be positive"),
+            (self.critic_learning_rate > 0, "critic_learning_rate must be positive"),
+            (0 <= self.lr_warmup_ratio <= 1, f"lr_warmup_ratio must be in [0, 1], got {self.lr_warmup_ratio}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.max_norm > 0, f"max_norm must be positive, got {self.max_norm}"),
+            (self.eps_clip > 0 and self.value_clip >= 0, "eps_clip must be positive and value_clip >= 0"),
             (self.temperature > 0 and self.eval_temperature >= 0, "temperature must be positive"),
             # 0 held-out prompts would print "0.000 ± 0.000" as if it were a measurement
             (self.eval_prompts >= 1, f"eval_prompts must be at least 1 (every stage is evaluated before and after), "
@@ -114,7 +120,11 @@ class StageConfig:
             (self.max_epochs >= 1 and self.max_turns >= 1 and self.max_pixels >= 1 and self.threads >= 0,
              "max_epochs, max_turns and max_pixels must be at least 1, threads >= 0"),
             (self.init_kl_coef >= 0, "init_kl_coef must be >= 0"),
-            (len(self.adam_betas) == 2, "adam_betas must be two numbers"),
+            (len(self.adam_betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                               for b in self.adam_betas),
+             f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}"),
+            (all(isinstance(p, str) for p in self.freeze_prefix),
+             f"freeze_prefix must be a list of strings, got {self.freeze_prefix}"),
             (bool(self.envs), "envs must list at least one environment"),
             (self.num_env_runners >= 0 and self.max_runner_restarts >= 0,
              "num_env_runners and max_runner_restarts must be >= 0"),

@@ -284,36 +284,45 @@ class Learner:
         rewards = torch.tensor([s.reward for s in samples])
         groups = torch.tensor([s.group for s in samples])
         shaped = alg.shape_rewards(rewards, groups, cfg.advantage_estimator)
-        keep = list(range(len(samples)))
-        # Exact only where a zero shaped reward means a zero advantage: group estimators without
-        # whitening, no KL term, no critic.
-        if cfg.skip_zero_advantage_groups and cfg.init_kl_coef == 0 and cfg.advantage_estimator in (
-                "group_norm", "dr_grpo"):
-            keep = [i for i in keep if shaped[i] != 0]
+        keep = self._kept_samples(groups, shaped).nonzero().flatten().tolist()
         metrics = {"rollout/zero_advantage_share": 1 - len(keep) / max(1, len(samples))}
-        kept = [samples[i] for i in keep]
-        experience = self._experience(kept, shaped[keep])
+        row = {i: k for k, i in enumerate(keep)}  # sample index -> its row in experience
+        experience = self._experience([samples[i] for i in keep], shaped[keep])
+        tokens = [len(s.response_ids) if s.response_mask is None else sum(s.response_mask) for s in samples]
+        params = [p for p in self.model.parameters() if p.requires_grad]
         losses, value_losses, clips, grad_norms, skipped = [], [], [], [], 0
         train_mode(self.model)
+        # The layout of optimizer steps and micro-batches is the one without skipping, so skipping is exact: a
+        # skipped micro-batch adds 0, a partly skipped one is scaled to its whole denominator (alg.kept_share).
         for _ in range(cfg.max_epochs):
-            for lo in range(0, len(kept), cfg.train_batch_size):
-                chunk = list(range(lo, min(lo + cfg.train_batch_size, len(kept))))
+            for lo in range(0, len(samples), cfg.train_batch_size):
+                chunk = range(lo, min(lo + cfg.train_batch_size, len(samples)))
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.critic_optimizer is not None:
                     self.critic_optimizer.zero_grad(set_to_none=True)
                 chunk_losses, chunk_values = [], []
                 for mlo in range(0, len(chunk), cfg.micro_train_batch_size):
                     micro = chunk[mlo : mlo + cfg.micro_train_batch_size]
-                    part = {k: [v[i] for i in micro] for k, v in experience.items()}
-                    loss, value_loss, stats = self._micro_loss([kept[i] for i in micro], part)
-                    scale = len(micro) / len(chunk)
+                    mine = [i for i in micro if i in row]
+                    if not mine:
+                        chunk_losses.append(0.0)  # every advantage 0: the loss is exactly 0
+                        continue
+                    part = {k: [v[row[i]] for i in mine] for k, v in experience.items()}
+                    loss, value_loss, stats = self._micro_loss([samples[i] for i in mine], part)
+                    share = alg.kept_share([tokens[i] for i in micro], [i in row for i in micro],
+                                           cfg.loss_aggregation)
+                    scale = share * len(micro) / len(chunk)
                     (loss * scale).backward()
                     if value_loss is not None:
                         (value_loss * scale).backward()
-                        chunk_values.append(value_loss.item())
-                    chunk_losses.append(loss.item())
+                        chunk_values.append(value_loss.item() * share)
+                    chunk_losses.append(loss.item() * share)
                     clips.append(stats["clip_fraction"])
-                params = [p for p in self.model.parameters() if p.requires_grad]
+                if not any(i in row for i in chunk):
+                    # AdamW still steps on an all-zero gradient (its moments decay, its step count advances), as
+                    # it would without skipping.
+                    for p in params:
+                        p.grad = torch.zeros_like(p)
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_norm))
                 critic_norm = 0.0
                 if self.critic_optimizer is not None:
@@ -348,6 +357,18 @@ class Learner:
         if value_losses:
             metrics["losses/value"] = float(np.mean(value_losses))
         return metrics
+
+    def _kept_samples(self, groups: torch.Tensor, shaped: torch.Tensor) -> torch.Tensor:
+        """Which samples ``(batch,)`` the update trains on: all, or with ``skip_zero_advantage_groups`` those of groups
+        with a nonzero advantage. Skipping is on only where it is exact: a zero shaped reward is a zero advantage
+        (group estimators without whitening, no KL term, no critic) and adds no gradient (no entropy bonus)."""
+        cfg = self.config
+        if not (cfg.skip_zero_advantage_groups and cfg.advantage_estimator in ("group_norm", "dr_grpo")
+                and cfg.init_kl_coef == 0 and cfg.entropy_coef == 0):
+            return torch.ones(len(shaped), dtype=torch.bool)
+        ids, inverse = torch.unique(groups, return_inverse=True)
+        signal = torch.zeros(len(ids)).index_add_(0, inverse, shaped.abs().float())
+        return signal[inverse] > 0
 
     @staticmethod
     def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

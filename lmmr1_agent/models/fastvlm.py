@@ -70,45 +70,38 @@ def image_pixels(images: Sequence, image_size: int = DEFAULT_IMAGE_SIZE) -> torc
     return (stacked / 127.5 - 1.0).contiguous()
 
 
-def build_resnet_vlm(llama, tokenizer, *, image_size: int = DEFAULT_IMAGE_SIZE, tower: dict | None = None,
+def build_resnet_vlm(text_model, tokenizer, *, image_size: int = DEFAULT_IMAGE_SIZE, tower: dict | None = None,
                      seed: int = 0):
-    """``(FastVlmForConditionalGeneration, tokenizer)`` carrying ``llama``'s language weights and a fresh ResNet tower.
+    """``(FastVlmForConditionalGeneration, tokenizer)`` carrying ``text_model``'s language weights and a fresh
+    ResNet tower.
 
-    ``llama`` is a ``LlamaForCausalLM`` or the folder it was saved in. The tokenizer gains :data:`IMAGE_TOKEN`
-    (its embedding starts at the mean embedding) and a ChatML template writing one :data:`IMAGE_TOKEN` per image
-    part; text-only prompts get the Llama model's logits. The tower and
+    ``text_model`` is a causal language model (SmolLM2/Llama, Qwen2, ...) or the folder it was saved in. The
+    tokenizer gains :data:`IMAGE_TOKEN` (its embedding starts at the mean embedding) and a ChatML template writing
+    one :data:`IMAGE_TOKEN` per image part; text-only prompts get the text model's logits. The tower and
     projector start random (seeded by ``seed``): teaching them to see is the alignment stage's job.
     """
-    from transformers import FastVlmConfig, FastVlmForConditionalGeneration, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, FastVlmConfig, FastVlmForConditionalGeneration
 
-    if isinstance(llama, (str, Path)):
-        from transformers import AutoConfig
-
-        kind = AutoConfig.from_pretrained(llama, local_files_only=True).model_type
-        if kind != "llama":
-            raise ValueError(f"build_resnet_vlm: {llama} is a {kind!r} model, not a Llama language model")
-        llama = LlamaForCausalLM.from_pretrained(llama, local_files_only=True)
-    if llama.config.model_type != "llama":
-        raise ValueError(f"build_resnet_vlm: expected a Llama language model, got model_type "
-                         f"{llama.config.model_type!r}")
+    if isinstance(text_model, (str, Path)):
+        text_model = AutoModelForCausalLM.from_pretrained(text_model, local_files_only=True)
     tokens = image_seq_length(image_size)
     tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
     tokenizer.chat_template = chatml_template(IMAGE_TOKEN)
     image_token = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    text_config = llama.config.to_dict()
-    text_config["vocab_size"] = max(len(tokenizer), llama.config.vocab_size)
+    text_config = text_model.config.to_dict()
+    text_config["vocab_size"] = max(len(tokenizer), text_model.config.vocab_size)
     text_config["pad_token_id"] = tokenizer.pad_token_id
     config = FastVlmConfig(vision_config=resnet_vision_config(tower), text_config=text_config,
                            image_token_index=image_token, image_seq_length=tokens, vision_feature_layer=-1,
                            vision_feature_select_strategy="full", projector_hidden_act="gelu",
-                           tie_word_embeddings=llama.config.tie_word_embeddings)
+                           tie_word_embeddings=text_model.config.tie_word_embeddings)
     config.lmmr1_image_size = image_size  # the square side image_pixels feeds; image_seq_length follows from it
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = FastVlmForConditionalGeneration(config).to(torch.float32)
-    copy_language_weights(llama, model)
+    copy_language_weights(text_model, model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = llama.config.eos_token_id
+    model.generation_config.eos_token_id = text_model.config.eos_token_id
     return model, tokenizer
 
 

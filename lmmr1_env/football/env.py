@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lmmr1_env.core import LMMEnv
+from lmmr1_env.core import SPLIT_STREAM, LMMEnv
 from lmmr1_env.football import ai
 from lmmr1_env.football.actions import ACTION_IDS, BUILTIN_AI, DIRECTIONS, IDLE, KICKS, parse_action
 from lmmr1_env.football.physics import FIELD_X, FIELD_Y, SPRINT
@@ -51,7 +51,6 @@ DEMONSTRATION: list[Message] = [
 ]
 _MOVE_MIN_DISTANCE = 0.01
 _MAX_AUTO_STEPS = 10
-_SPLIT_STREAM = {"train": 0, "test": 1}
 
 
 class FootballEnv(LMMEnv):
@@ -132,7 +131,7 @@ class FootballEnv(LMMEnv):
         index = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
         scenario_id = (options or {}).get("scenario") or self.scenario_ids[index % len(self.scenario_ids)]
         scenario = load_scenarios()[select_scenarios(scenario_id)[0]]
-        rng = np.random.default_rng([index, _SPLIT_STREAM[self.split]])
+        rng = np.random.default_rng([index, SPLIT_STREAM[self.split]])
         self.scenario_id = scenario.id
         self.set_match(Match.from_scenario(scenario, rng, self.difficulty))
         self._needs_reset = False

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmmr1_env.core import SPLIT_STREAM
 from lmmr1_env.sokoban.rules import BOX, FLOOR, PLAYER, TARGET, WALL, Level
 
 
@@ -39,7 +40,6 @@ PRESETS = {
     "v1": Preset((10, 10), 4, 120, int(1.7 * 20)),
     "large-v0": Preset((13, 11), 3, 300, 43),
 }
-_SPLIT_STREAM = {"train": 0, "test": 1}
 _MAX_ATTEMPTS = 10_000
 
 # gym-sokoban's carving masks: the 1s become floor around the walk's position.
@@ -150,12 +150,12 @@ def generate_level(preset_name: str, split: str, seed: int) -> Level:
     """The level ``reset(seed=seed)`` plays for a preset and split: the same in every process."""
     if preset_name not in PRESETS:
         raise ValueError(f"unknown Sokoban preset {preset_name!r}; choose from {', '.join(PRESETS)}")
-    if split not in _SPLIT_STREAM:
+    if split not in SPLIT_STREAM:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     preset = PRESETS[preset_name]
     preset_index = list(PRESETS).index(preset_name)
     for attempt in range(_MAX_ATTEMPTS):
-        rng = np.random.default_rng([preset_index, _SPLIT_STREAM[split], int(seed), attempt])
+        rng = np.random.default_rng([preset_index, SPLIT_STREAM[split], int(seed), attempt])
         level = generate_room(preset, rng)
         if split_of_level(level) == split:
             level.name = f"{preset_name}/{split}/{seed}"

@@ -53,9 +53,16 @@ class PlanScore:
     step_rewards: list[float] = field(default_factory=list)
 
 
+def answer_text(response: str) -> str:
+    """What LMM-R1 reads as the answer of a response with one ``<answer>`` and one ``</answer>``: the text after
+    ``<answer>`` up to ``</answer>``, or to the end when ``</answer>`` comes first (LMM-R1 does not check their
+    order, so this is not ``tags.first_tag_body``, which would find no answer)."""
+    return response.split("<answer>")[1].split("</answer>")[0]
+
+
 def answer_items(response: str) -> list[str]:
-    """The comma-separated items of the (first) answer, stripped and lower-cased, as LMM-R1 splits them."""
-    return [item.strip().lower() for item in response.split("<answer>")[1].split("</answer>")[0].split(",")]
+    """The comma-separated items of the answer, stripped and lower-cased, as LMM-R1 splits them."""
+    return [item.strip().lower() for item in answer_text(response).split(",")]
 
 
 def format_error(response: str) -> str | None:
@@ -119,7 +126,7 @@ def score_plan(response: str, level: Level) -> PlanScore:
     if error is not None:
         zero = {"task": 0.0, "format": 0.0, "move_count": 0.0, "thinking": 0.0}
         return PlanScore(reward=0.0, terms=zero, moves=None, parse_error=error)
-    answer = text.split("<answer>")[1].split("</answer>")[0].strip()
+    answer = answer_text(text).strip()
     moves = [_MOVE_WORDS[item] for item in answer_items(text)]
     move_term = move_count_term(len(moves))
     repeated = has_repetition(answer)
