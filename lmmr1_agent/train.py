@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from lmmr1_agent.learner.checkpoint import RunLock, latest_checkpoint, remove_stale_temporaries
 from lmmr1_agent.learner.config import FIELDS, STAGES, ConfigError, StageConfig, add_arguments, load_yaml, resolve
+from lmmr1_agent.learner.runner import summarize_eval
 from lmmr1_agent.learner.samples import episodes_to_samples
-from lmmr1_agent.learner.trainer import summarize_eval
 from lmmr1_agent.learner.workers import SUMMARY, LearnerDied, LocalWorkers, Workers
 from lmmr1_agent.models.embedded import resolve_model
 from lmmr1_agent.models.saving import save_model_folder

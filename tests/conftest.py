@@ -22,3 +22,12 @@ def run_python():
         return done.stdout
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A tiny random Llama chat model folder (SmolLM2's template, a tokenizer trained at run time), built once per
+    session; tests read it and never write into it."""
+    from tests.tiny_models import build_llama
+
+    return build_llama(tmp_path_factory.mktemp("tiny-llama"), max_positions=2048)

@@ -21,11 +21,6 @@ IMAGE_CHAT = build_messages("You count.", [{"text": "How many red circles?",
 
 
 @pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    return build_llama(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(scope="module")
 def tiny_graft(tmp_path_factory, tiny_llama):
     from transformers import AutoTokenizer, LlamaForCausalLM
 

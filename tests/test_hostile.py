@@ -36,7 +36,7 @@ from lmmr1_env.sokoban.env import parse_move
 from lmmr1_env.sokoban.levels import parse_xsb
 from lmmr1_env.sokoban.verifier import has_repetition, score_plan
 from lmmr1_env.tags import first_tag_body, last_tag_body, tag_bodies
-from tests.tiny_models import build_llama, train_command
+from tests.tiny_models import train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1 << 20
@@ -281,11 +281,6 @@ def test_workers_die_with_a_sigkilled_parent():
 
 
 # ---- the learner: a non-finite update is skipped, weights and optimizer state untouched ----
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    return build_llama(tmp_path_factory.mktemp("tiny-llama-hostile"))
-
 
 def test_a_non_finite_gradient_or_loss_skips_the_update(tiny_llama, tmp_path):
     import copy

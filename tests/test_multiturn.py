@@ -23,11 +23,6 @@ COUNTDOWN = [{"id": "Toy/Countdown-v0", "weight": 1.0, "kwargs": {}}]
 
 
 @pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    return build_llama(tmp_path_factory.mktemp("tiny-llama-multiturn"))
-
-
-@pytest.fixture(scope="module")
 def long_llama(tmp_path_factory):
     return build_llama(tmp_path_factory.mktemp("tiny-llama-long"), max_positions=4096)  # Sokoban's text maps
 

@@ -18,7 +18,6 @@ from safetensors.torch import load_file
 import tests.toy_env  # noqa: F401  (registers the toy envs here; the actors import them by module name)
 from lmmr1_agent.train import run_stage
 from tests.test_train import tiny_config
-from tests.tiny_models import build_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY_CLI = str(Path(sys.executable).parent / "ray")
@@ -39,11 +38,6 @@ def _wait_until_no_ray_process(timeout: float = 30.0) -> list[str]:
     while (left := _ray_processes()) and time.monotonic() < deadline:
         time.sleep(0.5)
     return left
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    return build_llama(tmp_path_factory.mktemp("tiny-llama-ray"), max_positions=2048)
 
 
 @pytest.fixture(scope="module")

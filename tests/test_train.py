@@ -24,11 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TOY = [{"id": "Toy/Digits-v0", "weight": 1.0, "kwargs": {}}]
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    return build_llama(tmp_path_factory.mktemp("tiny-llama-train"))
-
-
 def tiny_config(model, out, **overrides):
     values = {"stage": "fre", "model": str(model), "envs": TOY, "n_samples_per_prompt": 8, "rollout_batch_size": 4,
               "train_batch_size": 32, "micro_train_batch_size": 16, "generate_max_len": 8, "eval_prompts": 16,
@@ -266,8 +261,9 @@ def test_skipping_zero_advantage_groups_gives_the_update_without_skipping(tiny_l
     import dataclasses
 
     from lmmr1_agent.agents.hf import HFAgent
+    from lmmr1_agent.learner.runner import EnvRunner
     from lmmr1_agent.learner.samples import episodes_to_samples
-    from lmmr1_agent.learner.trainer import EnvRunner, Learner
+    from lmmr1_agent.learner.trainer import Learner
 
     config = tiny_config(tiny_llama, "unused", advantage_estimator=estimator, loss_aggregation=aggregation,
                          rollout_batch_size=4, n_samples_per_prompt=4, train_batch_size=8, micro_train_batch_size=3,

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lmmr1_env.visualmath.drawing import COLOURS
 from lmmr1_env.visualmath.env import generate_task, render_task
 from lmmr1_env.visualmath.generators import FAMILIES
 
@@ -25,72 +24,20 @@ FAMILY_NAMES = tuple(FAMILIES)
 #: point's place, circles by colour, shaded strips): phase 1's default. The other six need digits read (OCR)
 #: and arithmetic; phase 2 still teaches their answer format.
 PICTURE_FAMILIES = ("coordinates", "counting", "clock", "shaded_fraction")
-_COLOUR_NAMES = tuple(COLOURS)[:4]
-
-
-def _counts_by_colour(shapes: Sequence[Sequence]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for shape in shapes:
-        counts[shape[1]] = counts.get(shape[1], 0) + 1
-    return counts
 
 
 def figure_labels(family: str, params: dict) -> list[int]:
-    """The numbers the figure shows, in a fixed slot order per family (at most :data:`NUM_SLOTS`).
-
-    Figures of the easiest difficulty get a slot per thing drawn (each bar, each colour's count, ...);
-    other figures fall back to ``params["operands"]``, the numbers their question needs.
-    """
+    """The numbers the figure shows (:meth:`~lmmr1_env.visualmath.family.Family.numbers`) as label classes, in the
+    family's fixed slot order, at most :data:`NUM_SLOTS`."""
     if family not in FAMILY_NAMES:
         raise ValueError(f"no alignment labels for VisualMath family {family!r}")
-    if family == "angles" and "angles" in params and "shown" in params:
-        values = [params["angles"][i] for i in params["shown"]]
-    elif family == "polygons" and "w" in params and "h" in params:
-        values = [params["w"], params["h"]]
-    elif family == "coordinates":
-        values = [c for point in params["points"].values() for c in point]
-    elif family in ("bar_chart", "line_chart") and "values" in params:
-        values = list(params["values"])
-    elif family == "table" and "prices" in params and "sold" in params:
-        values = [*params["prices"], *params["sold"]]
-    elif family == "counting":
-        counts = _counts_by_colour(params["shapes"])
-        values = [counts.get(c, 0) for c in _COLOUR_NAMES]
-    elif family == "clock":
-        values = [v for clock in params["clocks"] for v in clock]
-    elif family == "shaded_fraction":
-        values = [len(params["cells"]), params["rows"] * params["cols"]]
-    else:
-        values = list(params["operands"])
+    values = FAMILIES[family].numbers(params)
     return [min(max(int(round(float(v))), 0), NUM_VALUES - 1) for v in values[:NUM_SLOTS]]
 
 
 def describe(family: str, params: dict) -> str:
     """A short description in words of what the figure shows (what is needed to answer its question)."""
-    if family == "angles" and "angles" in params and "shown" in params:
-        return "The angles shown are " + " and ".join(f"{params['angles'][i]}°" for i in params["shown"]) + "."
-    if family == "polygons" and "w" in params:
-        return f"The rectangle is {params['w']} cm by {params['h']} cm."
-    if family == "circles" and "r" in params:
-        return f"The radius is {params['r']} cm."
-    if family == "coordinates":
-        return " ".join(f"{name} is at ({x}, {y})." for name, (x, y) in params["points"].items())
-    if family == "bar_chart" and "cats" in params and "values" in params:
-        return ", ".join(f"{c}: {v}" for c, v in zip(params["cats"], params["values"])) + "."
-    if family == "line_chart" and "years" in params and "values" in params:
-        return ", ".join(f"{y}: {v}" for y, v in zip(params["years"], params["values"])) + "."
-    if family == "table" and {"items", "prices", "sold"} <= set(params):
-        return "; ".join(f"{item}: ${p}, {s} sold" for item, p, s in
-                         zip(params["items"], params["prices"], params["sold"])) + "."
-    if family == "counting" and "shapes" in params:
-        counts = _counts_by_colour(params["shapes"])
-        kind = params["shapes"][0][0] if params["shapes"] else "shape"
-        return ", ".join(f"{n} {colour} {kind}s" for colour, n in counts.items()) + "."
-    if family == "clock" and "clocks" in params:
-        return " ".join(f"The clock shows {h}:{m:02d}." for h, m in params["clocks"])
-    if family == "shaded_fraction" and {"cells", "rows", "cols"} <= set(params):
-        return f"{len(params['cells'])} of {params['rows'] * params['cols']} equal parts are shaded."
-    return "The figure shows " + ", ".join(str(v) for v in params["operands"]) + "."
+    return FAMILIES[family].description(params)
 
 
 def _asked_item(task: dict) -> str | None:

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from lmmr1_agent.learner.config import StageConfig
+from lmmr1_agent.learner.runner import EnvRunner, step_envs
 from lmmr1_agent.learner.samples import Sample
-from lmmr1_agent.learner.trainer import EnvRunner, step_envs
 from lmmr1_agent.learner.workers import LearnerDied, LearnerHost, stage_policy
 from lmmr1_agent.rollout import Episode
 

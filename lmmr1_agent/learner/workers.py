@@ -17,8 +17,9 @@ import torch
 from lmmr1_agent.agents.hf import HFAgent
 from lmmr1_agent.learner.checkpoint import load_trainer_state, save_checkpoint
 from lmmr1_agent.learner.config import StageConfig
+from lmmr1_agent.learner.runner import EnvRunner
 from lmmr1_agent.learner.samples import Sample
-from lmmr1_agent.learner.trainer import EnvRunner, Learner
+from lmmr1_agent.learner.trainer import Learner
 from lmmr1_agent.models.saving import save_model_folder
 from lmmr1_agent.rollout import Episode
 

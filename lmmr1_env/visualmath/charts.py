@@ -252,6 +252,26 @@ def render_table(params: dict, canvas: Canvas) -> None:
         canvas.line([(x, y0), (x, bottom)], width=1.2 if x0 < x < right else 2.5)
 
 
-BAR_CHART = Family("bar_chart", draw_bar_chart, render_bar_chart)
-LINE_CHART = Family("line_chart", draw_line_chart, render_line_chart)
-TABLE = Family("table", draw_table, render_table)
+def _series(key: str):
+    """A chart's reading (its values) and words (``"Jan: 4, Feb: 7."``) by the parameter naming its x axis."""
+    def reading(p: dict) -> list | None:
+        return list(p["values"]) if "values" in p else None
+
+    def words(p: dict) -> str | None:
+        if key not in p or "values" not in p:
+            return None
+        return ", ".join(f"{x}: {v}" for x, v in zip(p[key], p["values"])) + "."
+    return reading, words
+
+
+def _table_words(p: dict) -> str | None:
+    if not {"items", "prices", "sold"} <= set(p):
+        return None
+    rows = zip(p["items"], p["prices"], p["sold"])
+    return "; ".join(f"{item}: ${price}, {sold} sold" for item, price, sold in rows) + "."
+
+
+BAR_CHART = Family("bar_chart", draw_bar_chart, render_bar_chart, *_series("cats"))
+LINE_CHART = Family("line_chart", draw_line_chart, render_line_chart, *_series("years"))
+TABLE = Family("table", draw_table, render_table,
+               lambda p: [*p["prices"], *p["sold"]] if "prices" in p and "sold" in p else None, _table_words)

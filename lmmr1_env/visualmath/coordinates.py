@@ -115,4 +115,6 @@ def _clip_line(a: list[int], b: list[int], low: int, high: int) -> tuple[Point, 
     return (a[0] + t0 * dx, a[1] + t0 * dy), (a[0] + t1 * dx, a[1] + t1 * dy)
 
 
-COORDINATES = Family("coordinates", draw_coordinates, render_coordinates)
+COORDINATES = Family("coordinates", draw_coordinates, render_coordinates,
+                     lambda p: [c for point in p["points"].values() for c in point],
+                     lambda p: " ".join(f"{name} is at ({x}, {y})." for name, (x, y) in p["points"].items()))

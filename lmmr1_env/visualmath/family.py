@@ -47,6 +47,21 @@ class Family:
     draw: Callable[[np.random.Generator, int], TaskRow]
     #: ``(params, canvas) -> None``: draws the figure in design units.
     render: Callable[[dict, Canvas], None]
+    #: ``params -> numbers or None``: what a reader sees in the figure, one number per thing drawn (each bar, each
+    #: colour's count, a clock's hour and minute); None where the figure is read another way (its operands stand in).
+    reading: Callable[[dict], list[float] | None] = lambda params: None
+    #: ``params -> words or None``: a short description of what the figure shows, all its question needs.
+    words: Callable[[dict], str | None] = lambda params: None
+
+    def numbers(self, params: dict) -> list[float]:
+        """The numbers the figure shows (:attr:`reading`), else the operands its question needs."""
+        values = self.reading(params)
+        return list(params["operands"]) if values is None else values
+
+    def description(self, params: dict) -> str:
+        """What the figure shows in words (:attr:`words`), else its operands in a sentence."""
+        text = self.words(params)
+        return "The figure shows " + ", ".join(str(v) for v in params["operands"]) + "." if text is None else text
 
     def problem(self, rng: np.random.Generator, difficulty: int) -> TaskRow:
         """``{"problem", "answer", "params"}``: the numbers from :attr:`draw`, then ``params["layout"]``."""

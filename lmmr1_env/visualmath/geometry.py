@@ -414,6 +414,21 @@ def render_circles(params: dict, canvas: Canvas) -> None:
         canvas.text(cx + small + 6, cy - small / 2 - 14, f"{params['r']} cm", LABEL)
 
 
-ANGLES = Family("angles", draw_angles, render_angles)
-POLYGONS = Family("polygons", draw_polygons, render_polygons)
-CIRCLES = Family("circles", draw_circles, render_circles)
+def _angles_shown(p: dict) -> list | None:
+    """The marked angles of a figure whose marks are all interior angles (an exterior mark is read another way)."""
+    if "angles" not in p or not all(isinstance(i, int) for i in p.get("shown", ["none"])):
+        return None
+    return [p["angles"][i] for i in p["shown"]]
+
+
+def _angles_words(p: dict) -> str | None:
+    shown = _angles_shown(p)
+    return None if shown is None else "The angles shown are " + " and ".join(f"{a}°" for a in shown) + "."
+
+
+ANGLES = Family("angles", draw_angles, render_angles, _angles_shown, _angles_words)
+POLYGONS = Family("polygons", draw_polygons, render_polygons,
+                  lambda p: [p["w"], p["h"]] if "w" in p and "h" in p else None,
+                  lambda p: f"The rectangle is {p['w']} cm by {p['h']} cm." if "w" in p else None)
+CIRCLES = Family("circles", draw_circles, render_circles,
+                 words=lambda p: f"The radius is {p['r']} cm." if "r" in p else None)

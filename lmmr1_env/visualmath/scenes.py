@@ -214,6 +214,30 @@ def render_shaded_fraction(params: dict, canvas: Canvas) -> None:
     canvas.rect(x0, y0, x0 + cell * cols, y0 + height, outline=INK, width=3)
 
 
-COUNTING = Family("counting", draw_counting, render_counting)
-CLOCK = Family("clock", draw_clock, render_clock)
-SHADED_FRACTION = Family("shaded_fraction", draw_shaded_fraction, render_shaded_fraction)
+def _counts_by_colour(shapes) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for shape in shapes:
+        counts[shape[1]] = counts.get(shape[1], 0) + 1
+    return counts
+
+
+def _counting_words(p: dict) -> str | None:
+    if "shapes" not in p:
+        return None
+    kind = p["shapes"][0][0] if p["shapes"] else "shape"
+    return ", ".join(f"{n} {colour} {kind}s" for colour, n in _counts_by_colour(p["shapes"]).items()) + "."
+
+
+def _shaded_words(p: dict) -> str | None:
+    if not {"cells", "rows", "cols"} <= set(p):
+        return None
+    return f"{len(p['cells'])} of {p['rows'] * p['cols']} equal parts are shaded."
+
+
+COUNTING = Family("counting", draw_counting, render_counting,
+                  # one count per colour a figure may use, in a fixed order (0 for a colour not drawn)
+                  lambda p: [_counts_by_colour(p["shapes"]).get(c, 0) for c in tuple(COLOURS)[:4]], _counting_words)
+CLOCK = Family("clock", draw_clock, render_clock, lambda p: [v for clock in p["clocks"] for v in clock],
+               lambda p: " ".join(f"The clock shows {h}:{m:02d}." for h, m in p["clocks"]) if "clocks" in p else None)
+SHADED_FRACTION = Family("shaded_fraction", draw_shaded_fraction, render_shaded_fraction,
+                         lambda p: [len(p["cells"]), p["rows"] * p["cols"]], _shaded_words)
