@@ -86,3 +86,21 @@ def test_no_module_imports_one_that_imports_it_back(package):
         if name not in done:
             walk(name, [name])
     assert not cycles, sorted(set(cycles))[:5]
+
+
+def test_every_module_imports_first(run_python):
+    """Each module imports on its own, as the first of its package (in one interpreter: third-party libraries
+    stay loaded, every lmmr1 module is dropped before the next is imported), so no module works only after
+    another one happened to load."""
+    out = run_python(
+        "import importlib, pathlib, sys\n"
+        f"root = pathlib.Path({str(ROOT)!r})\n"
+        "names = sorted('.'.join(f.relative_to(root).with_suffix('').parts).removesuffix('.__init__')\n"
+        "               for package in ('lmmr1_env', 'lmmr1_agent') for f in (root / package).rglob('*.py')\n"
+        "               if f.name != '__main__.py')  # a __main__ runs its command\n"
+        "for name in names:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] in ('lmmr1_env', 'lmmr1_agent')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))\n", timeout=300)
+    assert int(out) > 50

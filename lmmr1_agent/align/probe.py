@@ -20,7 +20,6 @@ training loss stayed low (the other three were measured without it; shaded_fract
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections import Counter
@@ -32,7 +31,16 @@ from torch import nn
 
 from lmmr1_agent.align.data import FAMILY_NAMES, NUM_VALUES, draw_rows
 from lmmr1_agent.align.phases import recalibrate_batchnorm
-from lmmr1_agent.cli import ArgumentParser, run_main
+from lmmr1_agent.cli import (
+    ArgumentParser,
+    ConfigError,
+    add_config_options,
+    check_count,
+    check_number,
+    config_from_args,
+    option,
+    run_main,
+)
 
 TOWERS = ("qwen", "resnet")
 #: Per tower: (default --image-size, default --bn-recal).
@@ -155,62 +163,79 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _labels_default(name: str):
+    """A default the probe shares with the alignment run (its phase 1 trains the same way)."""
+    from lmmr1_agent.align.run import AlignConfig
+
+    return AlignConfig.__dataclass_fields__[name].default
+
+
+@dataclass
+class ProbeConfig:
+    """Every setting of a probe run (``python -m lmmr1_agent.align.probe --help`` lists them)."""
+
+    family: str = option("clock", "VisualMath family (difficulty 1)", choices=FAMILY_NAMES)
+    tower: str = option("qwen", "qwen: the Qwen2.5-VL tower + merger; resnet: FastVLM's BatchNorm ResNet",
+                        choices=TOWERS)
+    steps: int = option(150, "training steps")
+    batch: int = option(_labels_default("labels_batch"), "figures per step")
+    lr: float = option(_labels_default("labels_lr"), "peak learning rate (AdamW, 20-step warm-up)")
+    depth: int = option(6, "qwen tower blocks")
+    width: int = option(192, "qwen tower hidden size")
+    window: int = option(112, "qwen attention window in pixels (the last block is full)")
+    image_size: int | None = option(None, "figure side in pixels (qwen: a multiple of 28, default 224; resnet: a "
+                                    "multiple of 16, default 112)", type=int)
+    bn_recal: int | None = option(None, "fresh training figures that recompute the BatchNorm statistics before each "
+                                  "measurement (resnet only; default 256, 0: off)", type=int)
+    held_out: int = option(200, "test-split figures to measure on")
+    every: int = option(25, "steps between measurements")
+    threads: int = option(_labels_default("threads"), "torch CPU threads")
+
+    def __post_init__(self) -> None:
+        size, recal = TOWER_DEFAULTS.get(self.tower, (None, None))
+        self.image_size = size if self.image_size is None else self.image_size
+        self.bn_recal = recal if self.bn_recal is None else self.bn_recal
+
+    def validate(self) -> ProbeConfig:
+        """Raise ConfigError naming the first bad setting."""
+        for name in ("steps", "batch", "held_out", "every", "depth", "width", "threads"):
+            check_count(f"--{name.replace('_', '-')}", getattr(self, name))
+        check_number("--lr", self.lr)
+        if self.bn_recal < 0:
+            raise ConfigError(f"--bn-recal must be 0 or more figures, got {self.bn_recal}")
+        if self.tower == "qwen":
+            if self.bn_recal:
+                raise ConfigError(f"--bn-recal {self.bn_recal}: the qwen tower has no BatchNorm (use --tower resnet)")
+            if self.image_size < 28 or self.window < 28 or self.image_size % 28 or self.window % 28:
+                raise ConfigError(f"--image-size and --window must be positive multiples of 28, got "
+                                  f"{self.image_size} and {self.window}")
+            if self.width < 4 or self.width % 4 or (self.width // 4) % 4:
+                raise ConfigError(f"--width must split into 4 heads of a size divisible by 4, got {self.width}")
+        elif self.image_size < 16 or self.image_size % 16:
+            raise ConfigError(f"--image-size must be a positive multiple of 16 for the resnet tower, got "
+                              f"{self.image_size}")
+        return self
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m lmmr1_agent.align.probe", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", choices=FAMILY_NAMES, default="clock", help="VisualMath family (difficulty 1)")
-    parser.add_argument("--tower", choices=TOWERS, default="qwen",
-                        help="qwen: the Qwen2.5-VL tower + merger; resnet: FastVLM's BatchNorm ResNet")
-    parser.add_argument("--steps", type=int, default=150, help="training steps")
-    parser.add_argument("--batch", type=int, default=32, help="figures per step")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, 20-step warm-up)")
-    parser.add_argument("--depth", type=int, default=6, help="qwen tower blocks")
-    parser.add_argument("--width", type=int, default=192, help="qwen tower hidden size")
-    parser.add_argument("--window", type=int, default=112,
-                        help="qwen attention window in pixels (the last block is full)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="figure side in pixels (qwen: a multiple of 28, default 224; resnet: a multiple of 16, "
-                             "default 112)")
-    parser.add_argument("--bn-recal", type=int, default=None,
-                        help="fresh training figures that recompute the BatchNorm statistics before each measurement "
-                             "(resnet only; default 256, 0: off)")
-    parser.add_argument("--held-out", type=int, default=200, help="test-split figures to measure on")
-    parser.add_argument("--every", type=int, default=25, help="steps between measurements")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    prog = f"{parser.prog}: error:"
-    default_size, default_recal = TOWER_DEFAULTS[args.tower]
-    image_size = default_size if args.image_size is None else args.image_size
-    bn_recal = default_recal if args.bn_recal is None else args.bn_recal
-    if min(args.steps, args.batch, args.held_out, args.every, args.depth, args.width, args.threads) < 1:
-        raise SystemExit(f"{prog} --steps, --batch, --held-out, --every, --depth, --width and --threads must be at "
-                         "least 1")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise SystemExit(f"{prog} --lr must be a finite number above 0, got {args.lr}")
-    if bn_recal < 0:
-        raise SystemExit(f"{prog} --bn-recal must be 0 or more figures, got {bn_recal}")
-    if args.tower == "qwen":
-        if bn_recal:
-            raise SystemExit(f"{prog} --bn-recal {bn_recal}: the qwen tower has no BatchNorm (use --tower resnet)")
-        if image_size < 28 or args.window < 28 or image_size % 28 or args.window % 28:
-            raise SystemExit(f"{prog} --image-size and --window must be positive multiples of 28, got "
-                             f"{image_size} and {args.window}")
-        if args.depth < 1 or args.width < 4 or args.width % 4 or (args.width // 4) % 4:
-            raise SystemExit(f"{prog} --depth must be at least 1 and --width split into 4 heads of a size "
-                             f"divisible by 4, got {args.depth} and {args.width}")
-    elif image_size < 16 or image_size % 16:
-        raise SystemExit(f"{prog} --image-size must be a positive multiple of 16 for the resnet tower, got "
-                         f"{image_size}")
-    torch.set_num_threads(args.threads)
+    add_config_options(parser, ProbeConfig)
+    try:
+        config = config_from_args(ProbeConfig, parser.parse_args(argv)).validate()
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    image_size, bn_recal = config.image_size, config.bn_recal
+    torch.set_num_threads(config.threads)
     torch.manual_seed(0)  # the tower's initial weights
-    if args.tower == "qwen":
-        tower = qwen_tower(depth=args.depth, width=args.width, window=args.window, image_size=image_size)
+    if config.tower == "qwen":
+        tower = qwen_tower(depth=config.depth, width=config.width, window=config.window, image_size=image_size)
     else:
         tower = resnet_tower(image_size=image_size)
     _log(f"[probe] {tower.name} tower: {sum(p.numel() for p in tower.module.parameters()):,} parameters, "
         f"{tower.tokens} tokens per {image_size} px figure" + (f", BatchNorm recalibrated on {bn_recal} figures"
                                                                 if bn_recal else ""))
-    probe(args.family, tower, steps=args.steps, batch=args.batch, lr=args.lr, held_out=args.held_out,
-          every=args.every, bn_recal=bn_recal, log=_log)
+    probe(config.family, tower, steps=config.steps, batch=config.batch, lr=config.lr, held_out=config.held_out,
+          every=config.every, bn_recal=bn_recal, log=_log)
     return 0
 
 
