@@ -14,6 +14,10 @@ from lmmr1_agent.align.phases import (
     LabelHeads,
     SharedOpening,
     add_lora,
+    center_image_tokens,
+    figure_pixels,
+    image_spread,
+    image_tokens,
     label_loss,
     language_batch,
     language_loss,
@@ -22,17 +26,11 @@ from lmmr1_agent.align.phases import (
     train_only,
     vision_parameters,
 )
-from lmmr1_agent.align.run import AlignConfig, align, build_parser, build_vlm, save_weights
+from lmmr1_agent.align.run import AlignConfig, _same_family_swap, align, build_parser, build_vlm, save_weights
 from lmmr1_env.visualmath.generators import FAMILIES
-from tests.tiny_models import build_llama
 
 #: A tower of three tiny stages at 32 px (4 image tokens per figure).
 TINY = {"tower_widths": "8,16,32", "tower_depths": "1,1,1", "image_size": 32, "families": "clock,counting,circles"}
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    return build_llama(tmp_path_factory.mktemp("tiny-llama"), max_positions=2048)
 
 
 @pytest.fixture()
@@ -83,6 +81,25 @@ def test_label_steps_lower_the_loss_through_tower_and_projector_only(tiny_vlm):
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
     assert all(torch.equal(v, language_state(model)[k]) for k, v in before.items())
+
+
+def test_centering_makes_image_tokens_zero_mean_at_the_embedding_scale(tiny_vlm):
+    model, _ = tiny_vlm
+    model.eval()
+    rows = draw_rows("train", 11, 16, TINY["families"].split(","), [1], TINY["image_size"])
+    spread = image_spread(model, rows)
+    center_image_tokens(model, rows)
+    with torch.no_grad():
+        tokens = image_tokens(model, figure_pixels(model, rows))
+    target = model.get_input_embeddings().weight.pow(2).mean().sqrt()
+    assert torch.allclose(tokens.mean(dim=(0, 1)), torch.zeros(tokens.shape[-1]), atol=1e-5)
+    assert torch.allclose(tokens.pow(2).mean().sqrt(), target, rtol=1e-4)
+    assert image_spread(model, rows) > spread  # what differs between figures is now most of each token
+
+
+def test_the_image_gain_swaps_each_figure_for_another_of_its_family():
+    rows = [{"family": f, "id": i} for i, f in enumerate(["clock", "counting", "clock", "clock", "angles"])]
+    assert [r["id"] for r in _same_family_swap(rows)] == [2, 1, 3, 0, 4]
 
 
 def test_shared_opening_gives_the_same_loss_and_gradients_as_running_it_in_every_row(tiny_vlm):
@@ -147,8 +164,9 @@ def test_a_short_run_ships_weights_that_rebuild_the_trained_model_and_resumes_wh
     folder = save_weights(result, config, ["--labels-steps", "4"], tmp_path / "vlm")
     recipe = json.loads((folder / "recipe.json").read_text())
     assert recipe["model"]["tower"]["hidden_sizes"] == [8, 16, 32] and "--labels-steps 4" in recipe["command"]
-    assert [p["phase"] for p in recipe["curve"]] == ["labels", "labels", "language", "language", "language",
-                                                     "language"]
+    assert [p["phase"] for p in recipe["curve"]] == ["labels", "labels", "centering", "language", "language",
+                                                     "language", "language"]
+    assert all(np.isfinite(p["held_out_image_gain"]) for p in recipe["curve"] if p["phase"] == "language")
 
     fresh, tokenizer = build_vlm(config)
     load_aligned_weights(fresh, folder / "weights.safetensors")
@@ -173,7 +191,7 @@ def test_a_short_run_ships_weights_that_rebuild_the_trained_model_and_resumes_wh
         align(config, progress=False, state_dir=state)
     monkeypatch.setattr(run, "save_state", real_save)
     resumed = align(config, progress=False, state_dir=state)
-    assert [p["step"] for p in resumed["curve"]] == [p["step"] for p in result["curve"]]
+    assert [p.get("step") for p in resumed["curve"]] == [p.get("step") for p in result["curve"]]
     merge_lora(resumed["model"])
     with torch.no_grad():
         assert torch.allclose(language_loss(resumed["model"].eval(), batch)[0], expected, atol=1e-4)
@@ -222,7 +240,7 @@ def test_shipped_aligned_vlm_rebuilds_to_the_recorded_output(tmp_path):
     assert resolve_model("embedded-vl-random").rsplit("/", 1)[-1] == VL_NAME
 
 
-def test_probe_trains_a_bare_tower_on_one_family_and_reports_chance():
+def test_probe_trains_a_bare_tower_on_one_family_and_reports_chance(capsys):
     from lmmr1_agent.align.probe import main, probe, qwen_tower
 
     lines = []
@@ -231,5 +249,6 @@ def test_probe_trains_a_bare_tower_on_one_family_and_reports_chance():
     assert [p["step"] for p in curve] == [2, 3] and [p["images"] for p in curve] == [8, 12]
     assert all(0 <= p["accuracy"] <= 1 and 0 < p["chance"] <= 1 and np.isfinite(p["loss"]) for p in curve)
     assert "held-out" in lines[-1] and "chance" in lines[-1]
-    with pytest.raises(SystemExit, match="multiples of 28"):
+    with pytest.raises(SystemExit) as exit_:
         main(["--image-size", "100"])
+    assert exit_.value.code == 2 and "multiples of 28" in capsys.readouterr().err

@@ -142,20 +142,39 @@ def recalibrate_batchnorm(module: nn.Module, run: callable, batches: Iterable) -
 
 
 @torch.no_grad()
-def match_embedding_scale(model, rows: Sequence[dict]) -> float:
-    """Rescale the projector's last layer so the image tokens of ``rows`` have the RMS of the language model's
-    token embeddings (the label heads never constrained their scale); returns the factor applied."""
+def center_image_tokens(model, rows: Sequence[dict]) -> float:
+    """Fold into the projector's last layer a shift and a scale that make the image tokens of ``rows`` zero-mean
+    per channel with the RMS of the language model's token embeddings; returns the scale applied.
+
+    The label heads read the tokens through a layer norm, so phase 1 constrains neither their size nor their mean.
+    A part shared by every figure only hides from the language model what differs between figures: in the first
+    shipped model (tower trained in phase 2 too) a constant carried most of each token, the figure-to-figure part
+    of a clock's tokens was 15 % of their size (:func:`image_spread`), and the held-out loss with another figure of
+    the family was equal to 3 decimals."""
     training = model.training
     model.eval()  # running statistics, as the agent will use them; a train-mode pass would also update them
     target = model.get_input_embeddings().weight.pow(2).mean().sqrt()
-    current = image_tokens(model, figure_pixels(model, rows)).pow(2).mean().sqrt()
+    tokens = image_tokens(model, figure_pixels(model, rows))
     model.train(training)
-    scale = float(target / current)
+    mean = tokens.mean(dim=(0, 1))
+    scale = float(target / (tokens - mean).pow(2).mean().sqrt())
     last = model.model.multi_modal_projector.linear_2
     last.weight.mul_(scale)
-    if last.bias is not None:
-        last.bias.mul_(scale)
+    last.bias.sub_(mean).mul_(scale)
     return scale
+
+
+def projector_parameters(model) -> list[nn.Parameter]:
+    """The projector's parameters: what phase 2 trains on the vision side (the tower stays frozen, as LLaVA's)."""
+    return list(model.model.multi_modal_projector.parameters())
+
+
+def image_spread(model, rows: Sequence[dict]) -> float:
+    """How much the image tokens change from figure to figure: the RMS over positions and channels of their
+    standard deviation across ``rows``, over the tokens' RMS (0: every figure gives the same tokens)."""
+    with torch.no_grad():
+        tokens = image_tokens(model, figure_pixels(model, rows))
+    return float(tokens.std(dim=0).pow(2).mean().sqrt() / tokens.pow(2).mean().sqrt())
 
 
 class LoRALinear(nn.Module):

@@ -21,14 +21,16 @@ from lmmr1_agent.align.phases import (
     LabelHeads,
     SharedOpening,
     add_lora,
+    center_image_tokens,
     figure_pixels,
+    image_spread,
     image_tokens,
     label_accuracy,
     label_loss,
     language_batch,
     language_loss,
     lora_deltas,
-    match_embedding_scale,
+    projector_parameters,
     recalibrate_batchnorm,
     train_only,
     vision_parameters,
@@ -163,12 +165,11 @@ def build_vlm(config: AlignConfig):
                             tower=config.tower, seed=config.seed)
 
 
-def language_fingerprint(model) -> torch.Tensor:
-    """A cheap checksum of the language model's own weights (sum and sum of squares per tensor; LoRA factors,
-    tower and projector left out)."""
+def fingerprint(model, prefix: str) -> torch.Tensor:
+    """A cheap checksum of the weights under ``prefix`` (sum and sum of squares per tensor; LoRA factors left
+    out), to prove a phase left them untouched."""
     return torch.stack([torch.stack([p.double().sum(), p.double().pow(2).sum()])
-                        for n, p in model.named_parameters()
-                        if n.startswith("model.language_model.") and "lora_" not in n])
+                        for n, p in model.named_parameters() if n.startswith(prefix) and "lora_" not in n])
 
 
 def _run_tensors(model, heads: LabelHeads | None) -> dict[str, torch.Tensor]:
@@ -242,7 +243,7 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
     torch.manual_seed(config.seed)
     model, tokenizer = build_vlm(config)
     adapter = FastVlmAdapter("align", tokenizer, model.config)
-    before = language_fingerprint(model)
+    before = fingerprint(model, "model.language_model.")
     families, difficulties, side = config.family_list, config.difficulty_list, config.image_size
     resumed = load_state(state_dir, config) if state_dir is not None else None
     done = resumed[0] if resumed else {"phase": "labels", "step": 0, "curve": [], "seconds": 0.0}
@@ -294,12 +295,16 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
                 checkpoint("labels", step + 1, heads, optimizer)
         bar.close()
         _recalibrate(model, config)
-        scale = match_embedding_scale(model, draw_rows("train", _RECAL_SEEDS, 64, families, difficulties, side))
+        figures = draw_rows("train", _RECAL_SEEDS, 256, families, difficulties, side)
+        spread = image_spread(model, figures)
+        scale = center_image_tokens(model, figures)
+        curve.append({"phase": "centering", "minutes": round(minutes(), 2), "image_spread_before": round(spread, 4),
+                      "image_spread_after": round(image_spread(model, figures), 4), "scale": round(scale, 4)})
     model.eval()  # from here on batch norms use the statistics the agent will use
 
     # ---- phase 2: visual instruction tuning through the language model ----
     lora = add_lora(model, config.lora_rank, config.lora_alpha, seed=config.seed) if config.lora_rank else []
-    trainable = train_only(model, vision_parameters(model) + lora)
+    trainable = train_only(model, projector_parameters(model) + lora)
     optimizer = torch.optim.AdamW(trainable, lr=config.language_lr, weight_decay=0.0)
     start = 0
     if resumed and done["phase"] == "language":
@@ -308,6 +313,7 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
         print(f"[align] resuming phase 2 at step {start}", file=sys.stderr)
     elif done["phase"] == "labels":
         checkpoint("language", 0, None, optimizer)
+    tower = fingerprint(model, "model.vision_tower.")
     opening = SharedOpening(adapter)
     prompts = draw_rows("test", _HELD_OUT_SEEDS + 1_000_000, config.eval_prompts, sorted(set(families)),
                         difficulties, side)
@@ -329,13 +335,16 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
             held = language_eval(model, adapter, opening, prompts, config.language_batch)
             curve.append({"phase": "language", "step": step + 1, "minutes": round(minutes(), 2),
                           "loss": round(loss.item(), 4), **held})
-            bar.write(f"[align] language step {step + 1}: held-out loss {held['held_out_loss']:.3f}, answers "
-                      f"right (teacher-forced) {held['held_out_answer_right']:.1%} ({minutes():.1f} min)")
+            bar.write(f"[align] language step {step + 1}: held-out loss {held['held_out_loss']:.3f} "
+                      f"({held['held_out_image_gain']:+.3f} with another figure of the family), answers right "
+                      f"(teacher-forced) {held['held_out_answer_right']:.1%} ({minutes():.1f} min)")
             checkpoint("language", step + 1, None, optimizer)
     bar.close()
-    if not torch.equal(before, language_fingerprint(model)):
+    if not torch.equal(before, fingerprint(model, "model.language_model.")):
         raise RuntimeError("alignment changed a language-model weight: only the tower, the projector and the "
                            "LoRA factors may train")
+    if not torch.equal(tower, fingerprint(model, "model.vision_tower.")):
+        raise RuntimeError("phase 2 changed the vision tower: only the projector and the LoRA factors may train")
     return {"model": model, "tokenizer": tokenizer, "curve": curve, "seconds": round(time.monotonic() - clock, 1),
             "peak_rss_gb": round(peak_rss_gb(), 2), "merger_scale": scale}
 
@@ -353,15 +362,32 @@ def _recalibrate(model, config: AlignConfig) -> None:
 
 @torch.no_grad()
 def language_eval(model, adapter, opening: SharedOpening, rows: list[dict], batch: int) -> dict[str, float]:
-    """Held-out teacher-forced loss and share of answers whose every token is the argmax."""
-    losses, answers = [], []
+    """Held-out teacher-forced loss, share of answers whose every token is the argmax, and the image gain: how
+    much the loss rises when each prompt shows another figure of its family (0: the model ignores the image)."""
+    others = _same_family_swap(rows)
+    totals = {"loss": 0.0, "answer": 0.0, "swapped": 0.0}
     for start in range(0, len(rows), batch):
         part = rows[start:start + batch]
         loss, stats = language_loss(model, language_batch(adapter, part), opening)
-        losses.append(loss.item() * len(part))
-        answers.append(stats["answer_right"] * len(part))
-    return {"held_out_loss": round(sum(losses) / len(rows), 4),
-            "held_out_answer_right": round(sum(answers) / len(rows), 4)}
+        swapped = [{**row, "image": other["image"]} for row, other in zip(part, others[start:start + batch])]
+        totals["loss"] += loss.item() * len(part)
+        totals["answer"] += stats["answer_right"] * len(part)
+        totals["swapped"] += language_loss(model, language_batch(adapter, swapped), opening)[0].item() * len(part)
+    return {"held_out_loss": round(totals["loss"] / len(rows), 4),
+            "held_out_answer_right": round(totals["answer"] / len(rows), 4),
+            "held_out_image_gain": round((totals["swapped"] - totals["loss"]) / len(rows), 4)}
+
+
+def _same_family_swap(rows: list[dict]) -> list[dict]:
+    """``rows`` with each row replaced by the next row of its family (cyclically)."""
+    by_family: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_family.setdefault(row["family"], []).append(index)
+    out = list(rows)
+    for indices in by_family.values():
+        for here, there in zip(indices, indices[1:] + indices[:1]):
+            out[here] = rows[there]
+    return out
 
 
 def save_weights(result: dict, config: AlignConfig, command: list[str], folder: Path) -> Path:
@@ -388,7 +414,7 @@ def save_weights(result: dict, config: AlignConfig, command: list[str], folder: 
                             "the projector's image tokens; tower + projector train",
                  "phase 2": "env prompt (system + demonstration + figure + question) -> "
                             "'<think>description</think><answer>gold answer</answer>', loss on the response "
-                            "only; tower (batch norms frozen) + projector + LoRA factors train"},
+                            "only; projector + LoRA factors train, the tower is frozen"},
         "parameters": sum(v.numel() for v in state.values()),
         "seconds": result["seconds"], "peak_rss_gb": result["peak_rss_gb"], "merger_scale": result["merger_scale"],
         "torch": torch.__version__,
