@@ -67,8 +67,9 @@ def share_curve(path: Path, title: str, series: dict[str, Sequence[tuple[float, 
     from matplotlib.ticker import PercentFormatter
 
     figure, axes = _figure(title, x_label, "held-out", size=(9.0, 4.6))
-    for name, points in series.items():
-        axes.plot([x for x, _ in points], [y for _, y in points], marker="o", markersize=3, label=name)
+    for index, (name, points) in enumerate(series.items()):  # past ten colours, dashed lines tell lines apart
+        axes.plot([x for x, _ in points], [y for _, y in points], marker="o", markersize=3, label=name,
+                  color=f"C{index % 10}", linestyle="-" if index < 10 else "--")
     axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     axes.set_ylim(0, 1.02)
     if series:

@@ -74,12 +74,12 @@ class AlignConfig:
                              "16 × 16 cell)")
     tower_widths: str = option("64,128,256", "channels of the ResNet tower's three stages")
     tower_depths: str = option("1,1,2", "basic blocks per ResNet stage (three stages)")
-    labels_steps: int = option(5000, "phase 1 steps (label heads, no language model)")
+    labels_steps: int = option(4500, "phase 1 steps (label heads, no language model)")
     labels_batch: int = option(32, "phase 1 figures per step")
     labels_lr: float = option(1e-3, "phase 1 peak learning rate (AdamW, cosine)")
     bn_recal: int = option(512, "training figures the tower's batch-norm statistics are recomputed on at each "
                            "phase-1 evaluation and after phase 1 (0: keep the running ones)")
-    language_steps: int = option(300, "phase 2 steps (visual instruction tuning)")
+    language_steps: int = option(600, "phase 2 steps (visual instruction tuning)")
     language_batch: int = option(8, "phase 2 prompts per step")
     language_lr: float = option(5e-4, "phase 2 peak learning rate (AdamW, cosine)")
     lora_rank: int = option(16, "rank of the LoRA factors on the language model (0: the language model stays "
