@@ -2,9 +2,9 @@
 
 Phase 1 (labels): the ResNet tower and the projector learn to read the figures' numbers through label heads;
 no language model runs. Phase 2 (visual instruction tuning): the whole model answers the env's own prompts
-with ``<think>description</think><answer>gold</answer>``; the tower, the projector and low-rank (LoRA) factors
-on the language model's linear layers train, the language model's own weights stay frozen until the factors
-are merged into them (:func:`merge_lora`).
+with ``<think>description</think><answer>gold</answer>``; the projector and low-rank (LoRA) factors on the
+language model's linear layers train, the tower is frozen, and the language model's own weights stay frozen
+until the factors are merged into them (:func:`merge_lora`).
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ def _labels_default(name: str):
     """A default the probe shares with the alignment run (its phase 1 trains the same way)."""
     from lmmr1_agent.align.run import AlignConfig
 
-    return AlignConfig.__dataclass_fields__[name].default
+    return getattr(AlignConfig, name)
 
 
 @dataclass
