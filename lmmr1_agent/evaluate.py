@@ -140,17 +140,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def episode_record(episode: Episode) -> dict[str, Any]:
-    """An episode as a JSON-able record (images are not included)."""
-    return {
-        "env": episode.env_id, "seed": episode.seed, "return": episode.total_return,
-        "reward_terms": episode.reward_terms, "success": episode.success, "truncated": episode.truncated,
-        "turns": [{"observation": t.text, "has_image": t.image is not None, "response": t.response,
-                   "reward": t.reward, "reward_terms": t.reward_terms, "parse_error": t.parse_error}
-                  for t in episode.turns],
-    }
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The evaluation CLI: one option per :class:`EvalConfig` field, and ``--no-progress``."""
     parser = ArgumentParser(prog="python -m lmmr1_agent.evaluate", description=__doc__.split("\n\n")[0],
@@ -195,7 +184,7 @@ def _evaluate(config: EvalConfig, progress: bool = True) -> int:
                     for episode in play_episodes(make_env, agent, seeds, env_id=env_id,
                                                  batch_size=config.batch_size, history=config.history,
                                                  demonstration=config.demonstration):
-                        log.write(json.dumps(episode_record(episode)) + "\n")
+                        log.write(json.dumps(episode.record()) + "\n")
                         report.add(episode)
                         episode.drop_media()  # 108 Football episodes of 160 frames would otherwise hold ~12 GB
                         episodes.append(episode)

@@ -71,6 +71,17 @@ class Episode:
     def parse_errors(self) -> int:
         return sum(t.parse_error is not None for t in self.turns)
 
+    def record(self) -> dict[str, Any]:
+        """The episode as a JSON-able record (images are not included): one line of ``episodes.jsonl``."""
+        return {
+            "env": self.env_id, "seed": self.seed, "task_id": self.final_info.get("task_id"),
+            "family": self.final_info.get("family"), "return": self.total_return, "reward_terms": self.reward_terms,
+            "success": self.success, "truncated": self.truncated,
+            "turns": [{"observation": t.text, "has_image": t.image is not None, "response": t.response,
+                       "reward": t.reward, "reward_terms": t.reward_terms, "parse_error": t.parse_error}
+                      for t in self.turns],
+        }
+
 
 def conversation(system_prompt: str, user_messages: Sequence[Message], responses: Sequence[str],
                  demonstration: Sequence[Message] | None, history: str) -> list[Message]:

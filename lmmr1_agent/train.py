@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from lmmr1_agent.learner.checkpoint import RunLock, latest_checkpoint, remove_stale_temporaries
 from lmmr1_agent.learner.config import FIELDS, STAGES, ConfigError, StageConfig, add_arguments, load_yaml, resolve
-from lmmr1_agent.learner.runner import summarize_eval
+from lmmr1_agent.learner.runner import paired_change, summarize_eval
 from lmmr1_agent.learner.samples import episodes_to_samples
 from lmmr1_agent.learner.workers import SUMMARY, LearnerDied, LocalWorkers, Workers
 from lmmr1_agent.models.embedded import resolve_model
@@ -216,15 +216,22 @@ def _train(config: StageConfig, workers, stage_dir: Path, start: str, resume: Pa
 
 
 def _evaluate(workers, config: StageConfig, step: int, board, stage_dir: Path) -> dict[str, float]:
-    """Held-out scores (to TensorBoard), and a few of the evaluated episodes as an HTML page."""
+    """Held-out scores (to TensorBoard), every evaluated episode as JSONL and a few of them as an HTML page."""
     episodes = workers.evaluate(config.eval_prompts, config.eval_temperature)
     evaluation = {"step": step, **summarize_eval(episodes)}
     for name in ("reward", "format", "accuracy"):
         board.add_scalar(f"eval/{name}", evaluation[name], step)
     table = (f"held-out reward {evaluation['reward']:.3f} ± {evaluation['reward_se']:.3f}, format "
              f"{evaluation['format']:.3f}, accuracy {evaluation['accuracy']:.3f} (step {step})")
+    families = evaluation["by_family"]
+    if len(families) > 1:
+        table += "\naccuracy by family: " + ", ".join(f"{name} {v['accuracy']:.2f} ({v['n']})"
+                                                    for name, v in families.items())
     write_report(stage_dir / "samples" / f"eval_step_{step:06d}.html",
-                 f"{config.stage}: held-out episodes at step {step}", [evaluation], episodes[:16], table)
+                 f"{config.stage}: held-out episodes at step {step}",
+                 [{k: v for k, v in evaluation.items() if k != "outcomes"}], episodes[:16], table)
+    (stage_dir / "samples" / f"eval_step_{step:06d}.jsonl").write_text(
+        "".join(json.dumps(e.record()) + "\n" for e in episodes), encoding="utf-8")
     return evaluation
 
 
@@ -257,7 +264,8 @@ def _plot(stage_dir: Path, stage: str, metrics_path: Path, evals: list[dict]) ->
 
 
 def format_summary(summaries: list[dict]) -> str:
-    """The before/after table of every stage, with standard errors."""
+    """The before/after table of every stage, with standard errors, and the paired change (after − before over
+    the same held-out prompts and sampling noise, with the standard error of the per-prompt differences)."""
     lines = ["stage  when    reward          format          accuracy", "-----  ------  --------------  "
              "--------------  --------------"]
     for s in summaries:
@@ -265,6 +273,9 @@ def format_summary(summaries: list[dict]) -> str:
             e = s[when]
             lines.append(f"{s['stage']:<5}  {when:<6}  {e['reward']:.3f} ± {e['reward_se']:.3f}   "
                          f"{e['format']:.3f} ± {e['format_se']:.3f}   {e['accuracy']:.3f} ± {e['accuracy_se']:.3f}")
+        changes = [paired_change(s["before"], s["after"], name) for name in ("reward", "format", "accuracy")]
+        if all(changes):
+            lines.append(f"{s['stage']:<5}  change  " + "   ".join(f"{d:+.3f} ± {se:.3f}" for d, se in changes))
     return "\n".join(lines)
 
 

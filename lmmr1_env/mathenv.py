@@ -168,6 +168,7 @@ class MathEnv(LMMEnv):
         self._needs_reset = True
         info: dict[str, Any] = {"reward_terms": dict(score.terms), "answer": self.task["answer"],
                                 "prediction": score.prediction, "task_id": self.task.get("id"),
+                                "family": self.task.get("family"),
                                 "verify_timed_out": score.timed_out, "success": score.terms["accuracy"] > 0}
         if score.parse_error:
             info["parse_error"] = score.parse_error

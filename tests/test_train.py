@@ -17,7 +17,7 @@ import torch
 import tests.toy_env  # noqa: F401  (registers Toy/Digits-v0)
 from lmmr1_agent.learner.checkpoint import latest_checkpoint, save_checkpoint
 from lmmr1_agent.learner.config import ConfigError, resolve
-from lmmr1_agent.train import main, run_stage
+from lmmr1_agent.train import format_summary, main, run_stage
 from tests.tiny_models import build_fastvlm, build_graft, build_llama, build_qwen2, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +44,10 @@ def test_a_tiny_model_learns_the_toy_task(tiny_llama, tmp_path):
     assert list((tmp_path / "fre" / "tensorboard").glob("events.out.tfevents.*"))
     assert sorted(p.name for p in (tmp_path / "fre" / "samples").glob("*.html")) == [
         "eval_step_000000.html", "eval_step_000030.html"]
+    records = [json.loads(line) for line in (tmp_path / "fre" / "samples" / "eval_step_000030.jsonl").read_text()
+               .splitlines()]
+    assert [r["success"] for r in records] == [bool(v) for v in summary["after"]["outcomes"]["accuracy"]]
+    assert len(records) == 16 and "change" in format_summary([summary])
     assert (tmp_path / "fre" / "final" / "model.safetensors").is_file()
 
 
@@ -287,3 +291,36 @@ def test_skipping_zero_advantage_groups_gives_the_update_without_skipping(tiny_l
         torch.testing.assert_close(with_skip[name], value, atol=1e-6, rtol=0, msg=name)
     for name in ("losses/policy", "losses/grad_norm"):
         assert skipped[name] == pytest.approx(full[name], rel=1e-4, abs=1e-7), name
+
+
+def _eval_of(successes, families):
+    from lmmr1_agent.learner.runner import summarize_eval
+    from lmmr1_agent.rollout import Episode, Turn
+
+    episodes = []
+    for seed, (ok, family) in enumerate(zip(successes, families)):
+        terms = {"format": 0.5, "accuracy": 1.0 if ok else 0.0}
+        episodes.append(Episode("LMMR1/VisualMath-v0", seed, "", turns=[Turn("q", None, "r", sum(terms.values()),
+                                                                             terms)],
+                                reward_terms=terms, success=ok, final_info={"family": family}))
+    return summarize_eval(episodes)
+
+
+def test_the_summary_reports_the_change_over_the_same_prompts_with_its_paired_error():
+    from lmmr1_agent.learner.runner import paired_change
+
+    families = ["clock", "table"] * 10
+    before = _eval_of([False] * 20, families)
+    after = _eval_of([i % 2 == 0 for i in range(20)], families)  # every clock now right, every table still wrong
+    assert after["by_family"] == {"clock": {"accuracy": 1.0, "n": 10}, "table": {"accuracy": 0.0, "n": 10}}
+    change, se = paired_change(before, after, "accuracy")
+    diffs = np.array([1.0, 0.0] * 10)
+    assert change == pytest.approx(0.5) and se == pytest.approx(diffs.std(ddof=1) / np.sqrt(20))
+    # The same answers before and after: no change, and no error either (unpaired errors would say ± 0.11).
+    assert paired_change(after, after, "accuracy") == (0.0, 0.0)
+    # Evaluations from a run that kept no per-prompt outcomes have no paired change, and the table says nothing.
+    assert paired_change({"accuracy": 0.1}, after, "accuracy") is None
+    table = format_summary([{"stage": "mgt", "before": before, "after": after}])
+    assert table.splitlines()[-1] == "mgt    change  +0.500 ± 0.115   +0.000 ± 0.000   +0.500 ± 0.115"
+    old = {k: v for k, v in before.items() if k != "outcomes"}
+    assert "change" not in format_summary([{"stage": "mgt", "before": old, "after": after}])

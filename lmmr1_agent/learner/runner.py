@@ -4,6 +4,7 @@ held-out evaluations and their summary; it takes the learner's weights by name (
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -116,12 +117,33 @@ class EnvRunner:
         self.version = self.version + 1 if version is None else version
 
 
-def summarize_eval(episodes: Sequence[Episode]) -> dict[str, float]:
-    """Mean held-out return, format rate and accuracy of ``episodes``, each with its standard error."""
+def summarize_eval(episodes: Sequence[Episode]) -> dict[str, Any]:
+    """Mean held-out return, format rate and accuracy of ``episodes``, each with its standard error; the
+    accuracy of each family the envs name (``info["family"]``); and every episode's ``outcomes`` (return,
+    format, success) in plan order, from which :func:`paired_change` measures what training changed."""
     returns = [e.total_return for e in episodes]
     formats = [float(e.reward_terms.get("format", 0.0) > 0) for e in episodes]
     successes = [float(bool(e.success)) for e in episodes]
-    return {**_mean_se("reward", returns), **_mean_se("format", formats), **_mean_se("accuracy", successes)}
+    families: dict[str, list[float]] = {}
+    for episode, success in zip(episodes, successes):
+        if episode.final_info.get("family"):
+            families.setdefault(str(episode.final_info["family"]), []).append(success)
+    return {**_mean_se("reward", returns), **_mean_se("format", formats), **_mean_se("accuracy", successes),
+            "by_family": {name: {"accuracy": float(np.mean(v)), "n": len(v)} for name, v in sorted(families.items())},
+            "outcomes": {"reward": returns, "format": formats, "accuracy": successes}}
+
+
+def paired_change(before: dict, after: dict, name: str) -> tuple[float, float] | None:
+    """``(after − before, its standard error)`` of metric ``name`` over the same held-out prompts.
+
+    Both evaluations play the same test seeds with the same sampling noise (:meth:`EnvRunner.evaluate`), so the
+    standard error is that of the per-prompt differences — far below either evaluation's own when training
+    changed few answers. None when either evaluation lacks per-prompt outcomes (a run from an older version).
+    """
+    a, b = before.get("outcomes", {}).get(name), after.get("outcomes", {}).get(name)
+    if a is None or b is None or len(a) != len(b):
+        return None
+    return mean_stderr([y - x for x, y in zip(a, b)])
 
 
 def _mean_se(name: str, values: Sequence[float]) -> dict[str, float]:
