@@ -215,7 +215,7 @@ def _train(config: StageConfig, workers, stage_dir: Path, start: str, resume: Pa
     return summary
 
 
-def _evaluate(workers, config: StageConfig, step: int, board, stage_dir: Path) -> dict[str, float]:
+def _evaluate(workers, config: StageConfig, step: int, board, stage_dir: Path) -> dict[str, Any]:
     """Held-out scores (to TensorBoard), every evaluated episode as JSONL and a few of them as an HTML page."""
     episodes = workers.evaluate(config.eval_prompts, config.eval_temperature)
     evaluation = {"step": step, **summarize_eval(episodes)}
