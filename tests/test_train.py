@@ -283,6 +283,9 @@ def test_skipping_zero_advantage_groups_gives_the_update_without_skipping(tiny_l
     runs = []
     for agent, skip in zip(agents, (True, False)):
         learner = Learner(dataclasses.replace(config, skip_zero_advantage_groups=skip), agent)
+        # A shared prompt changes the order of float sums with the rows a micro-batch holds, and AdamW turns the
+        # last bits of a near-zero gradient into whole steps: compare the arithmetic of the skip bit for bit.
+        learner.share_prefix = False
         runs.append((learner.update(samples), agent.model.state_dict()))
     (skipped, with_skip), (full, without_skip) = runs
     assert skipped["rollout/zero_advantage_share"] == 0.75 and full["rollout/zero_advantage_share"] == 0.0
@@ -324,3 +327,52 @@ def test_the_summary_reports_the_change_over_the_same_prompts_with_its_paired_er
     assert table.splitlines()[-1] == "mgt    change  +0.500 ± 0.115   +0.000 ± 0.000   +0.500 ± 0.115"
     old = {k: v for k, v in before.items() if k != "outcomes"}
     assert "change" not in format_summary([{"stage": "mgt", "before": old, "after": after}])
+
+
+@pytest.mark.parametrize("kind", ["llama", "fastvlm"])
+def test_a_prompt_the_rows_share_runs_once_with_the_same_logprobs_and_gradients(tiny_llama, tmp_path, kind):
+    """Micro-batches of one group (the whole prompt shared, the figure in it), of two groups (text: only the
+    opening shared; figures: two images behind the same placeholder tokens, the text before them shared) and of one row:
+    log-probs and gradients equal running every row in full."""
+    import dataclasses
+
+    from lmmr1_agent.agents.hf import HFAgent
+    from lmmr1_agent.learner.runner import EnvRunner
+    from lmmr1_agent.learner.samples import episodes_to_samples
+    from lmmr1_agent.learner.trainer import Learner
+
+    model = tiny_llama if kind == "llama" else build_fastvlm(tmp_path / "tiny-vl", tiny_llama)
+    envs = TOY if kind == "llama" else [{"id": "LMMR1/VisualMath-v0", "weight": 1.0,
+                                        "kwargs": {"image_size": [32, 32], "difficulty": 1}}]
+    config = tiny_config(model, tmp_path, envs=envs, rollout_batch_size=2, n_samples_per_prompt=3, demonstration=True)
+    agent = HFAgent(str(model), temperature=1.0, max_new_tokens=6)
+    samples = episodes_to_samples(*EnvRunner(config, agent).collect(0))
+    samples = [dataclasses.replace(s, response_ids=s.response_ids[: 2 + i % 4], logprobs=s.logprobs[: 2 + i % 4])
+               for i, s in enumerate(samples)]
+    learner = Learner(config, agent)
+    for micro in (samples[:3], samples, samples[:1]):
+        batch = learner._batch(micro)
+        prompt = len(micro[0].prompt_ids)
+        learner.share_prefix = True
+        shared = learner._shared_prefix(agent.model, batch)
+        if len(micro) == 1:
+            assert shared == 0
+        elif len({tuple(s.prompt_ids) for s in micro}) == 1:
+            assert shared == prompt
+        elif kind == "llama":
+            assert 0 < shared < prompt
+        else:  # the figures differ behind the same placeholder tokens: the text before them is shared
+            assert 0 < shared == int((batch["input_ids"][0] == agent.model.config.image_token_id).int().argmax())
+        results = []
+        for share in (True, False):
+            learner.share_prefix = share
+            agent.model.zero_grad()
+            logp, _ = learner._logprobs(agent.model, batch)
+            (logp * batch["mask"]).sum().backward()
+            results.append((logp.detach(), {n: p.grad.clone() for n, p in agent.model.named_parameters()
+                                            if p.grad is not None}))
+        (fast, fast_grads), (full, full_grads) = results
+        torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-4)
+        assert fast_grads.keys() == full_grads.keys() and fast_grads
+        for name, grad in full_grads.items():
+            torch.testing.assert_close(fast_grads[name], grad, atol=1e-5, rtol=1e-3, msg=name)

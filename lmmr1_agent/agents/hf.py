@@ -26,6 +26,18 @@ DEFAULT_MIN_PIXELS = 4 * 28 * 28
 DEFAULT_MAX_PIXELS = 256 * 28 * 28
 
 
+def expanded_cache(cache, rows: int):
+    """A ``DynamicCache`` holding the keys and values of ``cache`` (one row: a prefix every row shares) for
+    ``rows`` rows, as views, not copies; a forward pass appends to it, and gradients through it sum over the rows
+    (the same as running the prefix in every row)."""
+    from transformers import DynamicCache
+
+    out = DynamicCache()
+    for index, layer in enumerate(cache.layers):
+        out.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), index)
+    return out
+
+
 def _has_images(conversation: Sequence[Message]) -> bool:
     return any(isinstance(m["content"], list) and any(p.get("type") in ("image", "image_url") for p in m["content"])
                for m in conversation)
