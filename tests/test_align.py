@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lmmr1_agent.align.data import FAMILY_NAMES, describe, draw_rows, figure_labels, target_text
+from lmmr1_agent.align import run
+from lmmr1_agent.align.data import FAMILY_NAMES, describe, draw_rows, draw_text_rows, figure_labels, target_text
 from lmmr1_agent.align.phases import (
     LabelHeads,
     SharedOpening,
@@ -26,6 +27,7 @@ from lmmr1_agent.align.phases import (
     train_only,
     vision_parameters,
 )
+from lmmr1_agent.align.report import recipe_series
 from lmmr1_agent.align.run import AlignConfig, _same_family_swap, align, build_parser, build_vlm, save_weights
 from lmmr1_env.visualmath.generators import FAMILIES
 
@@ -110,7 +112,10 @@ def test_shared_opening_gives_the_same_loss_and_gradients_as_running_it_in_every
         for param in lora:
             param.add_(torch.randn_like(param) * 0.05)
     trainable = train_only(model, vision_parameters(model) + lora)
-    batch = language_batch(adapter, draw_rows("train", 5, 3, FAMILY_NAMES, [1], TINY["image_size"]))
+    # figures and text rehearsal problems (no image) in one batch
+    rows = draw_rows("train", 5, 3, FAMILY_NAMES, [1], TINY["image_size"]) + draw_text_rows("train", 0, 2, [2])
+    batch = language_batch(adapter, rows)
+    assert len(batch["pixel_values"]) == 3
     results = []
     for opening in (None, SharedOpening(adapter)):
         model.zero_grad()
@@ -154,7 +159,6 @@ def test_a_short_run_ships_weights_that_rebuild_the_trained_model_and_resumes_wh
     """End to end on a tiny VLM: weights saved, loaded into a fresh build, same loss; a run killed after its
     first checkpoint resumes from it and ends where an uninterrupted run ends."""
     from lmmr1_agent.agents.hf import FastVlmAdapter
-    from lmmr1_agent.align import run
     from lmmr1_agent.models.fastvlm import load_aligned_weights
 
     config = AlignConfig(text_model=str(tiny_llama), labels_steps=4, labels_batch=4, language_steps=4,
@@ -199,7 +203,59 @@ def test_a_short_run_ships_weights_that_rebuild_the_trained_model_and_resumes_wh
         run.load_state(state, AlignConfig(**{**vars(config), "language_lr": 1e-2}))
 
 
+def test_text_rehearsal_teaches_the_worked_solution_and_a_run_continues_an_earlier_alignment(tiny_llama, tmp_path):
+    """Text rows think their arithmetic through; a run with --init-weights starts from the earlier weights exactly
+    (same loss before any step), skips phase 1 and the centring, trains the factors on figures and text, and
+    records what it continued."""
+    from lmmr1_agent.agents.hf import FastVlmAdapter
+    from lmmr1_agent.models.fastvlm import load_aligned_weights
+
+    (text,) = draw_text_rows("train", 0, 1, [2])
+    assert text["image"] is None and text["family"] == "arithmetic"
+    expr = text["problem"].removeprefix("Calculate: ")
+    assert target_text(text) == f"<think>{expr} = {text['answer']}</think><answer>{text['answer']}</answer>"
+
+    first = AlignConfig(text_model=str(tiny_llama), labels_steps=2, labels_batch=4, language_steps=2,
+                        language_batch=2, eval_every=2, eval_images=8, eval_prompts=2, bn_recal=8, lora_rank=4,
+                        **TINY)
+    folder = save_weights(align(first, progress=False), first, [], tmp_path / "first")
+    weights = folder / "weights.safetensors"
+    loaded, tokenizer = build_vlm(first)
+    load_aligned_weights(loaded, weights)
+    batch = language_batch(FastVlmAdapter("tiny", tokenizer, loaded.config),
+                           draw_rows("test", 0, 2, ["clock"], [1], TINY["image_size"]) + [text])
+
+    def continued(**changes) -> dict:
+        return align(AlignConfig(**{**vars(first), "labels_steps": 0, "init_weights": str(weights), **changes}),
+                     progress=False)
+
+    start = continued(language_steps=0)
+    merge_lora(start["model"])
+    with torch.no_grad():
+        assert torch.allclose(language_loss(start["model"].eval(), batch)[0],
+                              language_loss(loaded.eval(), batch)[0], atol=1e-4)
+    config = AlignConfig(**{**vars(first), "labels_steps": 0, "init_weights": str(weights), "text_batch": 2})
+    result = align(config, progress=False)
+    assert [p["phase"] for p in result["curve"]] == ["language"] * 2
+    assert all(0 <= p["held_out_text_response_right"] <= 1 and np.isfinite(p["held_out_text_loss"])
+               for p in result["curve"])
+    tower = {k: v for k, v in loaded.model.state_dict().items() if k.startswith("vision_tower.")}
+    assert all(torch.equal(v, result["model"].model.state_dict()[k]) for k, v in tower.items())
+    recipe = json.loads((save_weights(result, config, ["--init-weights", str(weights)], tmp_path / "second",
+                                      run.earlier_recipe(config)) / "recipe.json").read_text())
+    assert recipe["continues"]["recipe"]["curve"][0]["phase"] == "labels"
+    assert len(recipe["continues"]["weights_sha256"]) == 64 and "2 TextMath" in recipe["data"]["text rehearsal"]
+    series = recipe_series(recipe)  # the curve runs on from the run it continued
+    minutes = [m for m, _ in series["2: answers right (TF)"]]
+    assert len(minutes) == 4 and minutes == sorted(minutes) and len(series["1: clock"]) == 1
+    assert len(series["2: worked text solutions right (TF)"]) == 2
+    with pytest.raises(ValueError, match="LoRA factors of shape"):
+        continued(lora_rank=2, language_steps=0)
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--init-weights", "/nonexistent/weights.safetensors"], "--init-weights: no file"),
+    (["--text-difficulties", "0"], "--text-difficulties must be numbers 1-5"),
     (["--image-size", "100"], "--image-size must be a positive multiple of 16"),
     (["--families", "clock,dragons"], "unknown ['dragons']"),
     (["--labels-batch", "0"], "--labels-batch must be at least 1"),

@@ -18,11 +18,13 @@ from lmmr1_env.textmath.generators import DIFFICULTIES, FAMILIES, latex_number
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize("difficulty", DIFFICULTIES)
 def test_every_family_and_difficulty_solves_through_the_reward(family, difficulty):
-    """The gold answer earns full accuracy; the gold plus one earns none."""
+    """The gold answer earns full accuracy; the gold plus one earns none; a worked solution ends on the gold."""
     seen = set()
     for seed in range(6):
         row = FAMILIES[family](np.random.default_rng(seed), difficulty)
-        assert set(row) == {"problem", "answer"} and row["problem"] and row["answer"]
+        assert set(row) - {"solution"} == {"problem", "answer"} and row["problem"] and row["answer"]
+        if "solution" in row:
+            assert row["solution"].rsplit(" = ", 1)[1] == row["answer"], row
         seen.add(row["problem"])
         assert score_math(f"<think>t</think><answer>{row['answer']}</answer>", row["answer"]).reward == 1.5
         wrong = f"{row['answer']} + 1"

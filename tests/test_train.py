@@ -51,6 +51,20 @@ def test_a_tiny_model_learns_the_toy_task(tiny_llama, tmp_path):
     assert (tmp_path / "fre" / "final" / "model.safetensors").is_file()
 
 
+def test_a_saved_policy_remembers_whether_it_was_trained_with_the_demonstration(tiny_llama, tmp_path):
+    """A model trained with the demonstration in its prompts loses its answer format without it: evaluating the
+    stage's final folder sends it by default, as training did; an explicit choice still wins."""
+    from lmmr1_agent.agents.hf import HFAgent
+
+    for shown in (True, False):
+        run_stage(tiny_config(tiny_llama, tmp_path / str(shown), num_steps=1, eval_prompts=2, demonstration=shown),
+                  progress=False)
+        final = str(tmp_path / str(shown) / "fre" / "final")
+        assert HFAgent(final).uses_demonstration is shown
+        assert HFAgent(final, demonstration=not shown).uses_demonstration is (not shown)
+    assert HFAgent(str(tiny_llama)).uses_demonstration is False  # a folder that says nothing: the user's prompt
+
+
 def test_kl_penalty_and_reference_model(tiny_llama, tmp_path):
     config = tiny_config(tiny_llama, tmp_path, num_steps=2, init_kl_coef=0.05, advantage_estimator="reinforce_baseline",
                          eval_prompts=4)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from lmmr1_agent.agents.base import Agent, Response
 from lmmr1_agent.models.embedded import EMBEDDED, resolve_model
+from lmmr1_agent.models.saving import DEMONSTRATION_ATTRIBUTE
 from lmmr1_env.types import Message
 
 #: Default image pixel limits for Qwen-style processors (the paper's range is 4·28² to 16384·28²).
@@ -290,7 +291,8 @@ class HFAgent(Agent):
 
     ``model``: a local folder, a hub id, or an embedded name (``embedded``, ``embedded-vl``, ``embedded-vl-random``).
     ``temperature=0`` decodes greedily. The demonstration exchange is sent by default for the embedded
-    model (a 135M model never finds the answer format without it) and not for others.
+    model (a 135M model never finds the answer format without it) and for folders whose config says they were
+    built or trained with it (:data:`DEMONSTRATION_ATTRIBUTE`), not for others.
     """
 
     trainable = True
@@ -303,13 +305,17 @@ class HFAgent(Agent):
 
         self.name = model
         path = resolve_model(model)
-        self.uses_demonstration = (model in EMBEDDED) if demonstration is None else demonstration
         self.temperature, self.max_new_tokens, self.device = float(temperature), int(max_new_tokens), device
         self._seeds = np.random.default_rng(seed)  # row seeds when the caller gives none
         try:
             config = AutoConfig.from_pretrained(path)
         except OSError as exc:
             raise ValueError(f"cannot load model {model!r}: {exc}") from None
+        # A folder the learner saved says whether it was trained with the demonstration (lmmr1_demonstration):
+        # without it, a model trained with one loses its answer format.
+        if demonstration is None:
+            demonstration = model in EMBEDDED or bool(getattr(config, DEMONSTRATION_ATTRIBUTE, False))
+        self.uses_demonstration = demonstration
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token

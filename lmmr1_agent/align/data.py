@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lmmr1_env.textmath.env import generate_task as text_task
 from lmmr1_env.visualmath.env import generate_task, render_task
 from lmmr1_env.visualmath.generators import FAMILIES
 
@@ -50,8 +51,11 @@ def _asked_item(task: dict) -> str | None:
 
 
 def reasoning(task: dict) -> str:
-    """What the language phase teaches inside ``<think>``: the figure's description, or for a chart or table
-    question at difficulty 1 only the asked entry (``"May: 8."``), so the response stays under 48 tokens."""
+    """What the language phase teaches inside ``<think>``: a text problem's worked ``solution``; a figure's
+    description, or for a chart or table question at difficulty 1 only the asked entry (``"May: 8."``), so the
+    response stays under 48 tokens."""
+    if task.get("solution"):
+        return task["solution"]
     item = _asked_item(task) if task.get("difficulty") == 1 else None
     if item is not None:
         return f"{item}: {task['answer']}."
@@ -73,6 +77,13 @@ def draw_rows(split: str, first_seed: int, count: int, families: Sequence[str], 
         rows.append({**task, "image": render_task(task, (image_size, image_size)), "labels": labels,
                      "family_id": FAMILY_NAMES.index(task["family"])})
     return rows
+
+
+def draw_text_rows(split: str, first_seed: int, count: int, difficulties: Sequence[int]) -> list[dict]:
+    """``count`` TextMath ``arithmetic`` rows (seeds ``first_seed ..``) with their worked ``solution`` and no image:
+    the language phase's text rehearsal."""
+    return [{**text_task(split, seed, ["arithmetic"], difficulties), "image": None}
+            for seed in range(first_seed, first_seed + count)]
 
 
 def label_arrays(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

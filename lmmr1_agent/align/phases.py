@@ -228,6 +228,26 @@ def lora_deltas(model) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
+def load_lora_factors(model, tensors: dict[str, torch.Tensor]) -> int:
+    """Set the :class:`LoRALinear` factors of ``model`` from :func:`lora_deltas`-named ``tensors`` (the scale
+    folded into ``lora_up``), to continue training them; returns the number of layers set. ValueError when a
+    layer has no factors there or their shapes (the rank) differ."""
+    layers = 0
+    for name, module in model.model.named_modules():
+        if not isinstance(module, LoRALinear):
+            continue
+        up, down = tensors.get(f"{name}.weight.lora_up"), tensors.get(f"{name}.weight.lora_down")
+        if up is None or down is None or up.shape != module.lora_up.shape or down.shape != module.lora_down.shape:
+            found = None if up is None else tuple(up.shape)
+            raise ValueError(f"no LoRA factors of shape {tuple(module.lora_up.shape)} for {name} (found {found}):"
+                             " continue with the rank the earlier alignment used (--lora-rank)")
+        module.lora_up.copy_(up.float() / module.scale)
+        module.lora_down.copy_(down.float())
+        layers += 1
+    return layers
+
+
+@torch.no_grad()
 def merge_lora(model) -> int:
     """Fold every LoRA update into its base weight and unwrap the layer; returns the number merged."""
     merged = 0
@@ -242,7 +262,8 @@ def merge_lora(model) -> int:
 
 
 def conversation(task: dict, image) -> list[dict]:
-    """The env's own prompt for a task: system prompt, demonstration, then the figure and question."""
+    """The env's own prompt for a task: system prompt, demonstration, then the figure (None: a text problem)
+    and question."""
     return assemble(SYSTEM_PROMPTS["answer"], [user_message({"text": task["problem"], "image": image})],
                     demonstration=DEMONSTRATIONS["answer"])
 
@@ -251,7 +272,8 @@ def language_batch(adapter, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
     """Teacher-forcing inputs: prompt (the env's, as the agent builds it) + target response, right-padded.
 
     ``labels`` are -100 except on the response tokens (and the closing end-of-turn token); ``answer_mask``
-    marks the tokens of the answer itself (inside ``<answer>``).
+    marks the tokens of the answer itself (inside ``<answer>``). Rows without an image (text rehearsal) may
+    share the batch; ``pixel_values`` holds the figures of the rows that have one (absent when none has).
     """
     tokenizer = adapter.tokenizer
     prompts = [adapter.prepare([conversation(row, row["image"])]) for row in rows]
@@ -275,10 +297,13 @@ def language_batch(adapter, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
     def padded(lists: list[list[int]], fill: int) -> torch.Tensor:
         return torch.tensor([x + [fill] * (length - len(x)) for x in lists])
 
-    return {"input_ids": padded(sequences, tokenizer.pad_token_id), "labels": padded(targets, IGNORE),
-            "attention_mask": padded([[1] * len(s) for s in sequences], 0),
-            "answer_mask": padded(answers, 0).bool(),
-            "pixel_values": torch.cat([p["pixel_values"] for p in prompts])}
+    batch = {"input_ids": padded(sequences, tokenizer.pad_token_id), "labels": padded(targets, IGNORE),
+             "attention_mask": padded([[1] * len(s) for s in sequences], 0),
+             "answer_mask": padded(answers, 0).bool()}
+    pixels = [p["pixel_values"] for p in prompts if "pixel_values" in p]
+    if pixels:
+        batch["pixel_values"] = torch.cat(pixels)
+    return batch
 
 
 class SharedOpening:
@@ -296,13 +321,9 @@ class SharedOpening:
 
     def cache(self, model, batch: int):
         """A cache holding the opening's keys and values for ``batch`` rows (a forward pass appends to it)."""
-        from transformers import DynamicCache
+        from lmmr1_agent.agents.hf import expanded_cache
 
-        out = model.model.language_model(input_ids=self.ids[None], use_cache=True)
-        cache = DynamicCache()
-        for index, layer in enumerate(out.cache.layers):
-            cache.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
-        return cache
+        return expanded_cache(model.model.language_model(input_ids=self.ids[None], use_cache=True).cache, batch)
 
 
 def response_hidden(model, batch: dict[str, torch.Tensor], opening: SharedOpening | None) -> torch.Tensor:
@@ -311,15 +332,16 @@ def response_hidden(model, batch: dict[str, torch.Tensor], opening: SharedOpenin
     ids = batch["input_ids"]
     if opening is None:
         return model.model(input_ids=ids, attention_mask=batch["attention_mask"],
-                           pixel_values=batch["pixel_values"]).last_hidden_state
+                           pixel_values=batch.get("pixel_values")).last_hidden_state
     length = len(opening.ids)
     if not torch.equal(ids[:, :length], opening.ids.expand(ids.shape[0], -1)):
         raise ValueError("the batch's prompts do not start with the shared opening")
     suffix = ids[:, length:]
     embeds = model.get_input_embeddings()(suffix)
-    image = image_tokens(model, batch["pixel_values"]).reshape(-1, embeds.shape[-1])
-    mask = (suffix == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
-    embeds = embeds.masked_scatter(mask, image.to(embeds.dtype))
+    if "pixel_values" in batch:
+        image = image_tokens(model, batch["pixel_values"]).reshape(-1, embeds.shape[-1])
+        mask = (suffix == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+        embeds = embeds.masked_scatter(mask, image.to(embeds.dtype))
     out = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                                      cache=opening.cache(model, ids.shape[0]), use_cache=True)
     hidden = out.last_hidden_state

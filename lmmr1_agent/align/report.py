@@ -77,15 +77,36 @@ def markdown_table(random_runs: list[dict], aligned_runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _total_minutes(recipe: dict) -> float:
+    """Wall-clock minutes of the run that wrote ``recipe`` and of every run it continued."""
+    earlier = (recipe.get("continues") or {}).get("recipe")
+    return recipe["seconds"] / 60 + (_total_minutes(earlier) if earlier else 0.0)
+
+
+def recipe_curve(recipe: dict) -> list[dict]:
+    """Every held-out evaluation of the runs that made the weights, oldest first: a run started with
+    ``--init-weights`` follows the run it continued (``recipe["continues"]``), its minutes counted on from there."""
+    earlier = (recipe.get("continues") or {}).get("recipe")
+    if not earlier:
+        return list(recipe["curve"])
+    offset = _total_minutes(earlier)
+    return recipe_curve(earlier) + [{**p, "minutes": round(p["minutes"] + offset, 2)} for p in recipe["curve"]]
+
+
 def recipe_series(recipe: dict) -> dict[str, list[tuple[float, float]]]:
-    """The shipped run's held-out curve against wall-clock minutes: per phase-1 family, the share of figures
-    whose every label was read right; then phase 2's teacher-forced answers."""
-    phase1 = [p for p in recipe["curve"] if p["phase"] == "labels"]
+    """The shipped weights' held-out curve against wall-clock minutes: per phase-1 family, the share of figures
+    whose every label was read right; then phase 2's teacher-forced answers, and the text rehearsal's worked
+    solutions where it ran."""
+    curve = recipe_curve(recipe)
+    phase1 = [p for p in curve if p["phase"] == "labels"]
     families = [f for f in (phase1[0]["held_out_labels_right"]["figures"] if phase1 else {}) if f != "all"]
     series = {f"1: {family}": [(p["minutes"], p["held_out_labels_right"]["figures"][family]) for p in phase1]
               for family in families}
-    series["2: answers right (TF)"] = [(p["minutes"], p["held_out_answer_right"]) for p in recipe["curve"]
+    series["2: answers right (TF)"] = [(p["minutes"], p["held_out_answer_right"]) for p in curve
                                        if p["phase"] == "language"]
+    text = [(p["minutes"], p["held_out_text_response_right"]) for p in curve if "held_out_text_response_right" in p]
+    if text:
+        series["2: worked text solutions right (TF)"] = text
     return series
 
 

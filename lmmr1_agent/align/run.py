@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lmmr1_agent.align.data import FAMILY_NAMES, draw_rows
+from lmmr1_agent.align.data import FAMILY_NAMES, draw_rows, draw_text_rows
 from lmmr1_agent.align.phases import (
     LabelHeads,
     SharedOpening,
@@ -29,6 +29,7 @@ from lmmr1_agent.align.phases import (
     label_loss,
     language_batch,
     language_loss,
+    load_lora_factors,
     lora_deltas,
     projector_parameters,
     recalibrate_batchnorm,
@@ -47,6 +48,17 @@ STATE_DIR = ".align-state"
 _LANGUAGE_SEEDS = 10_000_000
 _HELD_OUT_SEEDS = 20_000_000
 _RECAL_SEEDS = 30_000_000
+_TEXT_SEEDS = 40_000_000
+
+
+def _difficulties(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v not in range(1, 6) for v in values):
+        raise ValueError(f"--{name} must be numbers 1-5, got {text!r}")
+    return values
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -85,6 +97,13 @@ class AlignConfig:
     lora_rank: int = option(16, "rank of the LoRA factors on the language model (0: the language model stays "
                             "frozen, LLaVA stage 1 only)")
     lora_alpha: float = option(32.0, "LoRA scale numerator (update = alpha/rank · B A)")
+    text_batch: int = option(0, "TextMath arithmetic problems with worked solutions beside the figures in each "
+                             "phase 2 step: text rehearsal, as LLaVA-1.5 mixes text-only data into its second stage, "
+                             "so the language model keeps its arithmetic and its answers follow its reasoning")
+    text_difficulties: str = option("1,2", "comma-separated TextMath difficulties of the text rehearsal")
+    init_weights: str = option("", "weights.safetensors of an earlier alignment to continue from: its tower, "
+                               "projector and LoRA factors are loaded; with --labels-steps 0 phase 1 and the "
+                               "centring are skipped and phase 2 continues training the factors")
     eval_every: int = option(1000, "phase 1 steps between held-out evaluations (phase 2 evaluates 4 times)")
     eval_images: int = option(400, "held-out figures for the phase 1 curve")
     eval_prompts: int = option(48, "held-out prompts for the phase 2 curve")
@@ -95,7 +114,7 @@ class AlignConfig:
         for name in ("labels_batch", "language_batch", "eval_every", "eval_images", "eval_prompts", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("labels_steps", "language_steps", "bn_recal", "lora_rank"):
+        for name in ("labels_steps", "language_steps", "bn_recal", "lora_rank", "text_batch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
         if self.image_size < 16 or self.image_size % 16:
@@ -110,8 +129,12 @@ class AlignConfig:
         unknown = [f for f in self.family_list if f not in FAMILY_NAMES]
         if unknown or not self.family_list:
             raise ValueError(f"--families: unknown {unknown}; choose from {', '.join(FAMILY_NAMES)}")
-        if not self.difficulty_list or any(d not in (1, 2, 3, 4, 5) for d in self.difficulty_list):
-            raise ValueError(f"--difficulties must be numbers 1-5, got {self.difficulties!r}")
+        _difficulties(self.difficulties, "difficulties")
+        _difficulties(self.text_difficulties, "text-difficulties")
+        if self.init_weights and not Path(self.init_weights).is_file():
+            raise ValueError(f"--init-weights: no file {self.init_weights}")
+        if self.init_weights and not self.lora_rank:
+            raise ValueError("--init-weights continues an alignment's LoRA factors: --lora-rank must be its rank")
 
     @property
     def family_list(self) -> list[str]:
@@ -119,10 +142,11 @@ class AlignConfig:
 
     @property
     def difficulty_list(self) -> list[int]:
-        try:
-            return [int(d) for d in self.difficulties.split(",") if d.strip()]
-        except ValueError:
-            raise ValueError(f"--difficulties must be numbers 1-5, got {self.difficulties!r}") from None
+        return _difficulties(self.difficulties, "difficulties")
+
+    @property
+    def text_difficulty_list(self) -> list[int]:
+        return _difficulties(self.text_difficulties, "text-difficulties")
 
     @property
     def tower(self) -> dict:
@@ -244,6 +268,8 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
     model, tokenizer = build_vlm(config)
     adapter = FastVlmAdapter("align", tokenizer, model.config)
     before = fingerprint(model, "model.language_model.")
+    earlier = _load_vision(model, Path(config.init_weights)) if config.init_weights else {}
+    continuing = bool(config.init_weights) and config.labels_steps == 0
     families, difficulties, side = config.family_list, config.difficulty_list, config.image_size
     resumed = load_state(state_dir, config) if state_dir is not None else None
     done = resumed[0] if resumed else {"phase": "labels", "step": 0, "curve": [], "seconds": 0.0}
@@ -294,16 +320,20 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
                           f"({minutes():.1f} min)")
                 checkpoint("labels", step + 1, heads, optimizer)
         bar.close()
-        _recalibrate(model, config)
-        figures = draw_rows("train", _RECAL_SEEDS, 256, families, difficulties, side)
-        spread = image_spread(model, figures)
-        scale = center_image_tokens(model, figures)
-        curve.append({"phase": "centering", "minutes": round(minutes(), 2), "image_spread_before": round(spread, 4),
-                      "image_spread_after": round(image_spread(model, figures), 4), "scale": round(scale, 4)})
+        if not continuing:  # a loaded tower keeps its statistics, a loaded projector its centring
+            _recalibrate(model, config)
+            figures = draw_rows("train", _RECAL_SEEDS, 256, families, difficulties, side)
+            spread = image_spread(model, figures)
+            scale = center_image_tokens(model, figures)
+            curve.append({"phase": "centering", "minutes": round(minutes(), 2),
+                          "image_spread_before": round(spread, 4),
+                          "image_spread_after": round(image_spread(model, figures), 4), "scale": round(scale, 4)})
     model.eval()  # from here on batch norms use the statistics the agent will use
 
     # ---- phase 2: visual instruction tuning through the language model ----
     lora = add_lora(model, config.lora_rank, config.lora_alpha, seed=config.seed) if config.lora_rank else []
+    if earlier:
+        load_lora_factors(model, earlier)
     trainable = train_only(model, projector_parameters(model) + lora)
     optimizer = torch.optim.AdamW(trainable, lr=config.language_lr, weight_decay=0.0)
     start = 0
@@ -317,6 +347,8 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
     opening = SharedOpening(adapter)
     prompts = draw_rows("test", _HELD_OUT_SEEDS + 1_000_000, config.eval_prompts, sorted(set(families)),
                         difficulties, side)
+    text_prompts = (draw_text_rows("test", _HELD_OUT_SEEDS, config.eval_prompts, config.text_difficulty_list)
+                    if config.text_batch else [])
     evals = {max(1, round(config.language_steps * k / 4)) for k in range(1, 5)}
     bar = tqdm(range(start, config.language_steps), desc="align: language", disable=not progress, file=sys.stderr,
                initial=start, total=config.language_steps)
@@ -325,6 +357,8 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
             group["lr"] = cosine_lr(step, config.language_steps, config.language_lr, warmup=20)
         rows = draw_rows("train", _LANGUAGE_SEEDS + config.seed * 1_000_003 + step * config.language_batch,
                          config.language_batch, families, difficulties, side)
+        rows += draw_text_rows("train", _TEXT_SEEDS + config.seed * 1_000_003 + step * config.text_batch,
+                               config.text_batch, config.text_difficulty_list)
         loss, stats = language_loss(model, language_batch(adapter, rows), opening)
         optimizer.zero_grad()
         loss.backward()
@@ -333,11 +367,15 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
         bar.set_postfix(loss=f"{loss.item():.3f}", answer=f"{stats['answer_right']:.2f}")
         if step + 1 in evals:
             held = language_eval(model, adapter, opening, prompts, config.language_batch)
+            if text_prompts:
+                held.update(text_eval(model, adapter, opening, text_prompts, config.language_batch))
             curve.append({"phase": "language", "step": step + 1, "minutes": round(minutes(), 2),
                           "loss": round(loss.item(), 4), **held})
+            text = (f"; text rehearsal: loss {held['held_out_text_loss']:.3f}, worked solutions right "
+                    f"(teacher-forced) {held['held_out_text_response_right']:.1%}" if text_prompts else "")
             bar.write(f"[align] language step {step + 1}: held-out loss {held['held_out_loss']:.3f} "
                       f"({held['held_out_image_gain']:+.3f} with another figure of the family), answers right "
-                      f"(teacher-forced) {held['held_out_answer_right']:.1%} ({minutes():.1f} min)")
+                      f"(teacher-forced) {held['held_out_answer_right']:.1%}{text} ({minutes():.1f} min)")
             checkpoint("language", step + 1, None, optimizer)
     bar.close()
     if not torch.equal(before, fingerprint(model, "model.language_model.")):
@@ -378,6 +416,35 @@ def language_eval(model, adapter, opening: SharedOpening, rows: list[dict], batc
             "held_out_image_gain": round((totals["swapped"] - totals["loss"]) / len(rows), 4)}
 
 
+@torch.no_grad()
+def text_eval(model, adapter, opening: SharedOpening, rows: list[dict], batch: int) -> dict[str, float]:
+    """On held-out text rehearsal problems: teacher-forced loss and the share of worked solutions (every token of
+    the response, the arithmetic included) that are the argmax."""
+    loss = right = 0.0
+    for start in range(0, len(rows), batch):
+        part = rows[start:start + batch]
+        value, stats = language_loss(model, language_batch(adapter, part), opening)
+        loss += value.item() * len(part)
+        right += stats["response_right"] * len(part)
+    return {"held_out_text_loss": round(loss / len(rows), 4),
+            "held_out_text_response_right": round(right / len(rows), 4)}
+
+
+def _load_vision(model, weights: Path) -> dict[str, torch.Tensor]:
+    """Load an earlier alignment's tower and projector from ``weights`` into ``model`` (strictly); return its LoRA
+    factors, for :func:`~lmmr1_agent.align.phases.load_lora_factors` once the layers are wrapped."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(weights))
+    vision = {k: v for k, v in state.items() if k.startswith(("vision_tower.", "multi_modal_projector."))}
+    expected = {k for k in model.model.state_dict() if k.startswith(("vision_tower.", "multi_modal_projector."))}
+    if set(vision) != expected:
+        raise ValueError(f"--init-weights {weights} does not fit this VLM (tower shape, --image-size): missing "
+                         f"{sorted(expected - set(vision))[:3]}, unexpected {sorted(set(vision) - expected)[:3]}")
+    model.model.load_state_dict(vision, strict=False)
+    return {k: v for k, v in state.items() if "lora_" in k}
+
+
 def _same_family_swap(rows: list[dict]) -> list[dict]:
     """``rows`` with each row replaced by the next row of its family (cyclically)."""
     by_family: dict[str, list[int]] = {}
@@ -390,9 +457,24 @@ def _same_family_swap(rows: list[dict]) -> list[dict]:
     return out
 
 
-def save_weights(result: dict, config: AlignConfig, command: list[str], folder: Path) -> Path:
+def earlier_recipe(config: AlignConfig) -> dict | None:
+    """What ``--init-weights`` continues: the sha256 of the weights and the ``recipe.json`` beside them (None
+    without ``--init-weights``); read before the run, since it may write over that folder."""
+    import hashlib
+
+    if not config.init_weights:
+        return None
+    weights = Path(config.init_weights)
+    recipe = weights.parent / RECIPE_FILE
+    return {"weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "recipe": json.loads(recipe.read_text(encoding="utf-8")) if recipe.is_file() else None}
+
+
+def save_weights(result: dict, config: AlignConfig, command: list[str], folder: Path,
+                 continues: dict | None = None) -> Path:
     """Write the tower, projector and LoRA updates (safetensors) and ``recipe.json`` (command, seed, data,
-    curve) to ``folder``: what :func:`lmmr1_agent.models.fastvlm.load_aligned_weights` puts into a fresh VLM."""
+    curve, and ``continues``: the run it started from) to ``folder``: what
+    :func:`lmmr1_agent.models.fastvlm.load_aligned_weights` puts into a fresh VLM."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -414,12 +496,18 @@ def save_weights(result: dict, config: AlignConfig, command: list[str], folder: 
                             "the projector's image tokens; tower + projector train",
                  "phase 2": "env prompt (system + demonstration + figure + question) -> "
                             "'<think>description</think><answer>gold answer</answer>', loss on the response "
-                            "only; projector + LoRA factors train, the tower is frozen"},
+                            "only; projector + LoRA factors train, the tower is frozen",
+                 "text rehearsal": (f"{config.text_batch} TextMath arithmetic problems (difficulties "
+                                    f"{config.text_difficulty_list}, train split) per phase 2 step -> "
+                                    "'<think>worked solution</think><answer>gold</answer>'"
+                                    if config.text_batch else "none")},
         "parameters": sum(v.numel() for v in state.values()),
         "seconds": result["seconds"], "peak_rss_gb": result["peak_rss_gb"], "merger_scale": result["merger_scale"],
         "torch": torch.__version__,
         "curve": result["curve"],
     }
+    if continues is not None:
+        recipe["continues"] = continues
     (folder / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
     return folder
 
@@ -445,8 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # ConfigError is one; __main__ prints it as one line with exit status 2
         raise SystemExit(f"{parser.prog}: error: {exc}") from None
     print(f"[align] config: {json.dumps(dataclasses.asdict(config))}", file=sys.stderr)
+    continues = earlier_recipe(config)
     result = align(config, state_dir=state_dir)
-    folder = save_weights(result, config, argv, Path(config.output))
+    folder = save_weights(result, config, argv, Path(config.output), continues)
     if config.text_model == "embedded":  # pin what the install will rebuild from these weights
         import tempfile
 

@@ -20,7 +20,7 @@ from lmmr1_agent.learner.config import StageConfig
 from lmmr1_agent.learner.runner import EnvRunner
 from lmmr1_agent.learner.samples import Sample
 from lmmr1_agent.learner.trainer import Learner
-from lmmr1_agent.models.saving import save_model_folder
+from lmmr1_agent.models.saving import DEMONSTRATION_ATTRIBUTE, save_model_folder
 from lmmr1_agent.rollout import Episode
 
 SUMMARY = "summary.json"
@@ -60,8 +60,11 @@ class LearnerDied(RuntimeError):
 
 def stage_policy(config: StageConfig, model_path: str) -> HFAgent:
     """The policy of a stage, as the runners and the learner load it."""
-    return HFAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
-                   seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels)
+    agent = HFAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
+                    seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels)
+    # checkpoints and final/ remember the prompt they were trained with: evaluate then sends the same by default
+    setattr(agent.model.config, DEMONSTRATION_ATTRIBUTE, bool(config.demonstration))
+    return agent
 
 
 def save_final(final: Path, agent: HFAgent, summary: dict) -> None:

@@ -89,6 +89,8 @@ def smollm2_path() -> Path:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+        from lmmr1_agent.models.saving import DEMONSTRATION_ATTRIBUTE
+
         source = gguf_dir()
         _say(f"converting SmolLM2-135M-Instruct from {source / GGUF_FILE} (once, about 20 s) ...")
         quantised = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
@@ -100,6 +102,7 @@ def smollm2_path() -> Path:
         plain = LlamaForCausalLM(config)
         plain.load_state_dict(quantised.state_dict())
         plain.generation_config.pad_token_id = tokenizer.pad_token_id
+        setattr(plain.config, DEMONSTRATION_ATTRIBUTE, True)  # a 135M model needs the demonstration's format
         plain.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         _say(f"saved {folder.name} -> {target}")
@@ -133,7 +136,7 @@ def build_vlm_folder(target: Path, alignment: Path | None) -> Path:
         from transformers import AutoTokenizer
 
         from lmmr1_agent.models.fastvlm import DEFAULT_IMAGE_SIZE, build_resnet_vlm, load_aligned_weights
-        from lmmr1_agent.models.saving import save_model_folder
+        from lmmr1_agent.models.saving import DEMONSTRATION_ATTRIBUTE, save_model_folder
 
         text = smollm2_path()
         shape = {"image_size": DEFAULT_IMAGE_SIZE, "tower": None}
@@ -145,6 +148,7 @@ def build_vlm_folder(target: Path, alignment: Path | None) -> Path:
                                             image_size=shape["image_size"], tower=shape["tower"], seed=0)
         if alignment is not None:
             load_aligned_weights(model, alignment / "weights.safetensors")
+        setattr(model.config, DEMONSTRATION_ATTRIBUTE, True)  # aligned with the demonstration in every prompt
         save_model_folder(folder, model, tokenizer)
         _say(f"saved {folder.name} -> {target}")
 

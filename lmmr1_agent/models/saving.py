@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: A model config attribute: True when the model was built or trained with the env's demonstration in its prompts
+#: (the learner and the embedded builds set it), so an agent loading the folder sends it by default.
+DEMONSTRATION_ATTRIBUTE = "lmmr1_demonstration"
+
 
 def save_model_folder(folder: str | Path, model, tokenizer) -> Path:
     """``model.save_pretrained`` + ``tokenizer.save_pretrained`` into ``folder``, plus the processor of a FastVLM

@@ -1,6 +1,7 @@
 """Procedural text math problems with exact answers, at difficulty 1 (easiest) to 5.
 
-Each family maps ``(rng, difficulty)`` to ``{"problem": str, "answer": str}`` with the answer in
+Each family maps ``(rng, difficulty)`` to ``{"problem": str, "answer": str}`` (``arithmetic`` adds a worked
+``"solution"``, one step per operation) with the answer in
 LaTeX (an integer, a decimal that is exact, or ``\\frac{p}{q}`` in lowest terms). Pure functions of
 their arguments: the env derives ``rng`` from (split, seed), so a seed gives the same problem anywhere.
 """
@@ -56,8 +57,14 @@ def _frac_text(value: Fraction, latex: bool) -> str:
 # ---- families ----
 
 
+def _shown(v: int) -> str:
+    """An intermediate value in a worked solution: negatives in parentheses."""
+    return f"({v})" if v < 0 else str(v)
+
+
 def arithmetic(rng: np.random.Generator, difficulty: int) -> TaskRow:
-    """Integer expressions with the order of operations."""
+    """Integer expressions with the order of operations. Rows carry a worked ``solution`` (one step per
+    operation, in the order of operations), what the alignment's text rehearsal teaches inside ``<think>``."""
     if difficulty <= 2:
         top = 20 if difficulty == 1 else 99
         low = 1 if difficulty == 1 else 10
@@ -67,22 +74,30 @@ def arithmetic(rng: np.random.Generator, difficulty: int) -> TaskRow:
         else:
             a, b = max(a, b), min(a, b)
             expr, value = f"{a} - {b}", a - b
+        steps = [f"{expr} = {value}"]
     elif difficulty == 3:
         a, b, c = _int(rng, 2, 30), _int(rng, 2, 12), _int(rng, 2, 12)
         if rng.random() < 0.5:
             expr, value = f"{a} + {b} × {c}", a + b * c
+            steps = [f"{b} × {c} = {b * c}", f"{a} + {b * c} = {value}"]
         else:
             expr, value = f"{b} × {c} - {a}", b * c - a
+            steps = [f"{b} × {c} = {b * c}", f"{b * c} - {a} = {value}"]
     elif difficulty == 4:
         a, b, c, e = _int(rng, 5, 40), _int(rng, 1, 20), _int(rng, 2, 9), _int(rng, 2, 9)
         d = e * _int(rng, 2, 12)
         expr, value = f"({a} - {b}) × {c} + {d} ÷ {e}", (a - b) * c + d // e
+        steps = [f"{a} - {b} = {a - b}", f"{_shown(a - b)} × {c} = {(a - b) * c}", f"{d} ÷ {e} = {d // e}",
+                 f"{_shown((a - b) * c)} + {d // e} = {value}"]
     else:
         a, b, c, d, f = _int(rng, 2, 12), _int(rng, 2, 9), _int(rng, 1, 15), _int(rng, 1, 15), _int(rng, 2, 8)
         e = f * _int(rng, -9, 9)
         shown_e = f"({e})" if e < 0 else str(e)
         expr, value = f"{a}^2 - {b} × ({c} - {d}) + {shown_e} ÷ {f}", a * a - b * (c - d) + e // f
-    return {"problem": f"Calculate: {expr}", "answer": latex_number(value)}
+        product = b * (c - d)
+        steps = [f"{a}^2 = {a * a}", f"{c} - {d} = {c - d}", f"{b} × {_shown(c - d)} = {product}",
+                 f"{shown_e} ÷ {f} = {e // f}", f"{a * a} - {_shown(product)} + {_shown(e // f)} = {value}"]
+    return {"problem": f"Calculate: {expr}", "answer": latex_number(value), "solution": ", ".join(steps)}
 
 
 def fractions(rng: np.random.Generator, difficulty: int) -> TaskRow:
