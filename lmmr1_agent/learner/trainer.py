@@ -146,8 +146,8 @@ class Learner:
         """How many leading tokens every row of ``batch`` has in common within its prompt (0: run rows in full).
 
         0 too for a single row, a model outside :data:`SHARED_PREFIX_MODELS`, inputs beyond ids, mask and pixels,
-        or images on both sides of the split (the prefix must hold all of them or none). Where the same image
-        placeholders stand for different images (two groups' figures), only the text before them is shared."""
+        or images on both sides of the split (the prefix must hold all of them or none). Where the same
+        image tokens stand for different images (two groups' figures), only the text before them is shared."""
         ids, attention, mask = batch["input_ids"], batch["attention_mask"], batch["mask"]
         extra = set(self._inputs(batch)) - {"input_ids", "attention_mask", "pixel_values"}
         if not self.share_prefix or len(ids) < 2 or extra or type(model).__name__ not in SHARED_PREFIX_MODELS:
@@ -161,7 +161,7 @@ class Learner:
         before, after = bool((ids[:, :shared] == image).any()), bool((ids[:, shared:] == image).any())
         if before and after:
             return 0
-        if before:  # the same placeholder tokens stand for every row's images: the images must be the same too
+        if before:  # the same image tokens stand for every row's images: the images must be the same too
             pixels = batch["pixel_values"]
             first = pixels[: len(pixels) // len(ids)]
             if len(pixels) % len(ids) or not torch.equal(pixels, first.repeat(len(ids), *[1] * (pixels.dim() - 1))):
