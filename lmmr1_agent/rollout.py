@@ -149,11 +149,20 @@ def _step_pool(pid: int) -> ThreadPoolExecutor:
 def step_all(envs: Sequence[gym.Env], actions: Sequence[str]) -> list[tuple]:
     """``env.step(action)`` for each pair, at the same time, results in order.
 
-    A math env's step waits on a math-verify worker for up to its time budget; stepping a batch's envs from
-    threads lets the verifier pool judge them in parallel, so a batch with many hostile responses costs
-    about budget × their number / workers instead of budget × their number. Each env is stepped by one
-    thread only; envs share no mutable state.
+    Envs of a class with a ``prepare_steps`` hook (:meth:`lmmr1_env.core.LMMEnv.prepare_steps`) get it first,
+    once per class: the math envs score the whole batch there in one verifier round trip. Then every env is
+    stepped, from threads, so that an env whose step itself waits (a worker, a server) does not hold up the
+    others. Each env is stepped by one thread only; envs share no mutable state.
     """
+    by_class: dict[type, tuple[list, list]] = {}
+    for env, action in zip(envs, actions):
+        hook = getattr(type(env.unwrapped), "prepare_steps", None)
+        if hook is not None:
+            group = by_class.setdefault(type(env.unwrapped), ([], []))
+            group[0].append(env.unwrapped)
+            group[1].append(action)
+    for cls, (group_envs, group_actions) in by_class.items():
+        cls.prepare_steps(group_envs, group_actions)
     if len(envs) <= 1 or any(getattr(env, "render_mode", None) == "human" for env in envs):  # one window, one thread
         return [env.step(action) for env, action in zip(envs, actions)]
     return list(_step_pool(os.getpid()).map(lambda pair: pair[0].step(pair[1]), zip(envs, actions)))

@@ -60,6 +60,9 @@ def main() -> None:
         handler.addFilter(_CapLogRecords())
     from lmmr1_env.math_judge import JUDGES  # after logging is set up: importing sympy is the slow part
 
+    # sympy and math-verify set up parts of themselves on first use (0.1-0.5 s): do it before the first budget.
+    JUDGES["answer"]("\\frac{\\pi}{2}", "0.5\\pi")
+    JUDGES["lmmr1"]("$\\sqrt{2}$", "<answer>$\\boxed{\\sqrt{2}}$</answer>")
     out = sys.stdout
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -46,6 +47,16 @@ class LMMEnv(gym.Env):
         self.observation_space = observation_space(image_size=image_size, max_text=max_text)
         self.action_space = TextSpace(max_text)
         self._needs_reset = True
+
+    @classmethod
+    def prepare_steps(cls, envs: Sequence[LMMEnv], actions: Sequence[Any]) -> None:
+        """Optional batch hook, called with envs of this class and the actions they are about to ``step`` with.
+
+        A runner that steps many envs at once (:func:`lmmr1_agent.rollout.step_all`) calls it first, so an env
+        whose step has a part that batches well (the math reward: one verifier round trip for the whole batch)
+        can do that part for all of them here; each ``step`` must then return exactly what it would have
+        returned alone. The default does nothing.
+        """
 
     def _observation(self, text: str, image: np.ndarray | None = None) -> Observation:
         obs: Observation = {"text": text}

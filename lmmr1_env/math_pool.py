@@ -18,6 +18,7 @@ a Python thread cannot be interrupted inside it, so each judgement runs in a chi
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 #: Seconds a new worker may take to import sympy and math-verify before the pool gives up on it.
@@ -38,6 +40,80 @@ PARENT_PID_VARIABLE = "LMMR1_MATH_PARENT_PID"
 
 class VerifierTimeout(Exception):
     """The worker did not answer within the time budget."""
+
+
+#: Requests one worker may hold queued behind the one it is judging (it never waits on the parent between them).
+PIPELINE = 2
+#: Requests queued behind a busy worker stay under this many bytes in all, so writing them never blocks on a
+#: full pipe while the budget of the request being judged runs (a larger request waits for an idle worker).
+PIPELINE_BYTES = 32 * 1024
+
+
+class _Batch:
+    """The requests of one :meth:`MathVerifier.judge_many` call and their results, shared by its threads."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+        self.results: list[dict | Exception | None] = [None] * len(lines)
+        self._queue = collections.deque(range(len(lines)))
+        self._left = len(lines)
+        self._retries: set[int] = set()
+        self._cond = threading.Condition()
+
+    def wait_for_work(self) -> bool:
+        """Block until a request is queued (True) or every request has its result (False).
+
+        A thread whose queue looks empty must not leave while requests are still out on other workers: one that
+        times out gives the requests queued behind it back, and they need every worker there is.
+        """
+        with self._cond:
+            while not self._queue and self._left:
+                self._cond.wait()
+            return bool(self._queue)
+
+    def take(self, room: int | None, spare: int = 0) -> int | None:
+        """The next request's index, or None when there is none.
+
+        ``room`` (for a request to queue behind a busy one; None: the worker is idle): None also when the next
+        request is longer than ``room`` bytes, or when no more than ``spare`` requests are left, which idle
+        workers should start on instead of queueing them behind a request that may run its whole budget.
+        """
+        with self._cond:
+            if not self._queue or (room is not None and (len(self.lines[self._queue[0]]) > room
+                                                         or len(self._queue) <= spare)):
+                return None
+            return self._queue.popleft()
+
+    def finish(self, index: int, result: dict | Exception) -> None:
+        with self._cond:
+            if self.results[index] is not None:  # abandoned by abort()
+                return
+            self.results[index] = result
+            self._left -= 1
+            self._cond.notify_all()
+
+    def abort(self, error: BaseException) -> None:
+        """Give every request without a result ``error`` and wake every thread: the batch is over."""
+        with self._cond:
+            failed = error if isinstance(error, Exception) else RuntimeError(f"judging stopped: {error!r}")
+            self.results = [failed if r is None else r for r in self.results]
+            self._queue.clear()
+            self._left = 0
+            self._cond.notify_all()
+
+    def give_back(self, indices) -> None:
+        """Requests that were sent to a worker that is gone, back to the front in their order."""
+        with self._cond:
+            self._queue.extendleft(reversed(list(indices)))
+            self._cond.notify_all()
+
+    def retried(self, index: int) -> bool:
+        """True when ``index`` was retried already; otherwise marks it retried."""
+        with self._cond:
+            if index in self._retries:
+                return True
+            self._retries.add(index)
+            return False
 
 
 #: Environment variable that sets the pool size (e.g. 1 in each of several Ray runners sharing a machine).
@@ -147,6 +223,7 @@ class MathVerifier:
         # Workers are started from this one long-lived thread: Linux's parent-death signal fires when the
         # *thread* that forked a child exits, so a short-lived caller thread must never be the parent.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmmr1-math-spawner")
+        self._helper_threads: ThreadPoolExecutor | None = None
 
     # ---- the pool ----
 
@@ -186,6 +263,19 @@ class MathVerifier:
                 raise
         return worker
 
+    def warm(self) -> None:
+        """Start every worker now and wait until each is ready, so that the first batch waits on none of them."""
+        with self._cond:
+            self._check_owner()
+            new = [self._spawn() for _ in range(self.size - len(self._idle) - self._busy)]
+            while len(self._spares) < self.spare_count:
+                self._spares.append(self._spawn())
+        for worker in new:
+            worker.wait_ready()
+        with self._cond:
+            self._idle.extend(new)
+            self._cond.notify_all()
+
     def _release(self, worker: _Worker, *, keep: bool) -> None:
         with self._cond:
             if self._owner_pid != os.getpid():
@@ -203,29 +293,94 @@ class MathVerifier:
         A worker that dies mid-request (EOFError, OSError) is replaced and the request retried once with the
         time that is left; a second death raises.
         """
-        request = json.dumps({"mode": mode, "gold": gold, "prediction": prediction}).encode() + b"\n"
-        deadline = None
-        for attempt in range(2):
+        result = self.judge_many([(mode, gold, prediction)], timeout)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def judge_many(self, requests: Sequence[tuple[str, str, str]], timeout: float) -> list[dict | Exception]:
+        """Verdicts of ``(mode, gold, prediction)`` requests in order, each under its own ``timeout`` s budget.
+
+        Up to :attr:`size` workers share the requests, each kept up to :data:`PIPELINE` small requests ahead of
+        the one it is judging, so no worker waits on this process between requests (one round trip per batch,
+        not per request). A request's budget starts when its worker starts on it: a request that runs over is
+        a :class:`VerifierTimeout` in the list, its worker is replaced by a warm spare and the requests queued
+        behind it go to the next worker. A request whose worker dies under it is retried once (the exception
+        is in the list after a second death). Raises RuntimeError only when no worker can start.
+        """
+        lines = [json.dumps({"mode": m, "gold": g, "prediction": p}).encode() + b"\n" for m, g, p in requests]
+        batch = _Batch(lines)
+        helpers = min(self.size, len(lines)) - 1
+        futures = [self._helpers().submit(self._serve, batch, timeout) for _ in range(helpers)]
+        try:
+            self._serve(batch, timeout)
+        finally:
+            for future in futures:
+                future.result()
+        assert all(r is not None for r in batch.results)
+        return batch.results  # type: ignore[return-value]
+
+    def _helpers(self) -> ThreadPoolExecutor:
+        with self._cond:
+            self._check_owner()
+            if self._helper_threads is None:
+                self._helper_threads = ThreadPoolExecutor(max_workers=max(1, self.size - 1),
+                                                          thread_name_prefix="lmmr1-math-batch")
+            return self._helper_threads
+
+    def _serve(self, batch: _Batch, timeout: float) -> None:
+        """Feed one worker at a time from ``batch`` until every request has its result (see :meth:`judge_many`)."""
+        try:
+            self._serve_until_done(batch, timeout)
+        except BaseException as exc:
+            batch.abort(exc)
+            raise
+
+    def _serve_until_done(self, batch: _Batch, timeout: float) -> None:
+        while batch.wait_for_work():
             worker = self._checkout()
-            if deadline is None:  # the budget starts once a worker is ready: waiting for one is not judging
-                deadline = time.monotonic() + timeout
+            in_flight: collections.deque[int] = collections.deque()
+            sent_at: dict[int, float] = {}
+            free_since = time.monotonic()  # when the worker finished its last request (or became ready)
             try:
-                assert worker.proc.stdin is not None
-                worker.proc.stdin.write(request)
-                worker.proc.stdin.flush()
-                reply = worker.read_line(deadline)
-            except VerifierTimeout:
+                while True:
+                    while len(in_flight) < PIPELINE:
+                        room = None if not in_flight else PIPELINE_BYTES - sum(len(batch.lines[i]) for i in in_flight)
+                        index = batch.take(room, spare=self.size)
+                        if index is None:
+                            break
+                        in_flight.append(index)
+                        sent_at[index] = time.monotonic()
+                        assert worker.proc.stdin is not None
+                        worker.proc.stdin.write(batch.lines[index])
+                        worker.proc.stdin.flush()
+                    if not in_flight:
+                        break
+                    head = in_flight[0]
+                    started = max(free_since, sent_at[head])
+                    reply = worker.read_line(started + timeout)
+                    free_since = time.monotonic()
+                    batch.finish(in_flight.popleft(), reply)
+                    worker.served += 1
+            except VerifierTimeout as exc:
+                batch.finish(in_flight.popleft(), exc)
                 self._discard(worker)
-                raise
-            except (EOFError, OSError, ValueError):
-                self._discard(worker)
-                if attempt or time.monotonic() >= deadline:
-                    raise
+                batch.give_back(in_flight)
                 continue
-            worker.served += 1
+            except (EOFError, OSError, ValueError) as exc:  # the worker died under the head request
+                self._discard(worker)
+                head = in_flight.popleft()
+                if batch.retried(head) or time.monotonic() >= max(free_since, sent_at[head]) + timeout:
+                    batch.finish(head, exc)
+                else:
+                    in_flight.appendleft(head)
+                batch.give_back(in_flight)
+                continue
+            except BaseException:
+                self._discard(worker)
+                batch.give_back(in_flight)
+                raise
             self._release(worker, keep=True)
-            return reply
-        raise AssertionError("unreachable")
 
     def _discard(self, worker: _Worker) -> None:
         with self._cond:

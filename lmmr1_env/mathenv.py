@@ -16,7 +16,7 @@ import numpy as np
 
 from lmmr1_env.core import SPLIT_STREAM, LMMEnv
 from lmmr1_env.datasets import split_of_text
-from lmmr1_env.rewards import DEFAULT_VERIFY_TIMEOUT, REWARD_MODES, score_math
+from lmmr1_env.rewards import DEFAULT_VERIFY_TIMEOUT, REWARD_MODES, MathScore, score_math, score_math_batch
 from lmmr1_env.types import Message, Observation, TaskRow
 
 SYSTEM_PROMPTS = {
@@ -105,6 +105,21 @@ class MathEnv(LMMEnv):
         self.system_prompt = SYSTEM_PROMPTS[reward_mode]
         self.demonstration = [dict(m) for m in DEMONSTRATIONS[reward_mode]]
         self.task: TaskRow | None = None
+        self._prepared: tuple[str, MathScore] | None = None
+
+    @classmethod
+    def prepare_steps(cls, envs: Sequence[MathEnv], actions: Sequence[Any]) -> None:
+        """Score every env's response in one :func:`score_math_batch` call per reward setting; ``step`` uses it."""
+        ready = [(env, action) for env, action in zip(envs, actions)
+                 if isinstance(action, str) and env.task is not None and not env._needs_reset]
+        settings: dict[tuple[str, float], list[tuple[MathEnv, str]]] = {}
+        for env, action in ready:
+            settings.setdefault((env.reward_mode, env.verify_timeout), []).append((env, action))
+        for (mode, timeout), pairs in settings.items():
+            scores = score_math_batch([a for _, a in pairs], [env.task["answer"] for env, _ in pairs],
+                                      mode=mode, timeout=timeout)
+            for (env, action), score in zip(pairs, scores):
+                env._prepared = (action, score)
 
     def _check_families(self, families: Sequence[str] | None) -> tuple[str, ...]:
         """``families`` as a tuple of known names (None: all); a str is refused, not read letter by letter."""
@@ -155,6 +170,7 @@ class MathEnv(LMMEnv):
             task = self.task_for_seed(index)
         image = self._show(task)
         self.task = task
+        self._prepared = None
         self._needs_reset = False
         info = {"system_prompt": task.get("system_prompt", self.system_prompt), "answer": task["answer"],
                 "task": dict(task), "split": self.split}
@@ -164,7 +180,11 @@ class MathEnv(LMMEnv):
         """Score the response against the gold answer; the episode ends."""
         self._check_action(action)
         assert self.task is not None
-        score = score_math(action, self.task["answer"], mode=self.reward_mode, timeout=self.verify_timeout)
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[0] == action:
+            score = prepared[1]
+        else:
+            score = score_math(action, self.task["answer"], mode=self.reward_mode, timeout=self.verify_timeout)
         self._needs_reset = True
         info: dict[str, Any] = {"reward_terms": dict(score.terms), "answer": self.task["answer"],
                                 "prediction": score.prediction, "task_id": self.task.get("id"),

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lmmr1_env.math_pool import MathVerifier, VerifierTimeout
+from lmmr1_env.math_quick import quick_answer_verdict
 from lmmr1_env.tags import last_tag_body, strip_eos
 
 FORMAT_WEIGHT = 0.5
@@ -58,6 +60,7 @@ class MathScore:
     timed_out: bool = False
     #: False when math-verify could not parse the gold answer (a dataset problem, not the model's).
     gold_parsed: bool = True
+    #: Seconds the scoring call took (for :func:`score_math_batch`, the whole batch's call).
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -79,42 +82,87 @@ def score_math(
     ``mode="answer"``: format term, plus accuracy of the ``<answer>`` text judged leniently.
     ``mode="lmmr1"``: LMM-R1's verifier exactly (the whole response is parsed, ``\\boxed{}`` first).
     """
-    if not isinstance(response, str):
-        raise TypeError(f"response must be str, got {type(response).__name__}")
+    return score_math_batch([response], [gold], mode=mode, timeout=timeout, verifier=verifier)[0]
+
+
+def score_math_batch(
+    responses: Sequence[str],
+    golds: Sequence[str],
+    *,
+    mode: str = "answer",
+    timeout: float = DEFAULT_VERIFY_TIMEOUT,
+    verifier: MathVerifier | None = None,
+) -> list[MathScore]:
+    """:func:`score_math` of each ``(response, gold)`` pair, with the same verdicts, in one call.
+
+    What makes a batch cheaper than its responses one by one: a verdict that strings decide ("answer" mode:
+    equal text, a choice letter, two whole numbers; :mod:`lmmr1_env.math_quick`) is reached here without a
+    worker; identical ``(gold, judged text)`` pairs (a group's samples often agree) are judged once; the rest go
+    to the verifier pool in one :meth:`~lmmr1_env.math_pool.MathVerifier.judge_many` round trip, every worker
+    busy, each response still under its own ``timeout`` budget.
+    """
     if mode not in REWARD_MODES:
         raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {mode!r}")
+    if len(responses) != len(golds):
+        raise ValueError(f"{len(responses)} responses but {len(golds)} gold answers")
     start = time.monotonic()
+    read = [_read(response, mode) for response in responses]
+    verdicts: dict[tuple[str, str], dict | Exception] = {}
+    to_judge: list[tuple[str, str]] = []
+    for (_, prediction, parse_error), gold in zip(read, golds):
+        key = (gold, prediction)
+        if parse_error is not None or key in verdicts:
+            continue
+        quick = quick_answer_verdict(gold, prediction) if mode == "answer" else None
+        if quick is not None:
+            verdicts[key] = quick
+        else:
+            verdicts[key] = {}
+            to_judge.append(key)
+    if to_judge:
+        judged = (verifier or _VERIFIER).judge_many([(mode, g, p) for g, p in to_judge], timeout)
+        verdicts.update(zip(to_judge, judged))
+    elapsed = time.monotonic() - start
+    return [_score(fmt, prediction, parse_error, verdicts.get((gold, prediction)), mode, timeout, elapsed)
+            for (fmt, prediction, parse_error), gold in zip(read, golds)]
+
+
+def _read(response: str, mode: str) -> tuple[float, str | None, str | None]:
+    """The format term, the text to judge and why it cannot be judged (None: it can) of one response."""
+    if not isinstance(response, str):
+        raise TypeError(f"response must be str, got {type(response).__name__}")
     text = strip_eos(response)
     fmt = float(format_ok(text))
-    parse_error = None
-    if mode == "answer":
-        prediction = extract_answer(text)
-        if prediction is None:
-            parse_error = "no <answer>...</answer> in the response"
-        elif not prediction:
-            parse_error = "the <answer> is empty"
-        elif len(prediction) > MAX_ANSWER_CHARS:
-            parse_error = f"the <answer> is {len(prediction)} characters long (limit {MAX_ANSWER_CHARS})"
-    else:
-        prediction = text
+    if mode != "answer":
+        return fmt, text, None
+    prediction = extract_answer(text)
+    if prediction is None:
+        return fmt, None, "no <answer>...</answer> in the response"
+    if not prediction:
+        return fmt, prediction, "the <answer> is empty"
+    if len(prediction) > MAX_ANSWER_CHARS:
+        return fmt, prediction, f"the <answer> is {len(prediction)} characters long (limit {MAX_ANSWER_CHARS})"
+    return fmt, prediction, None
+
+
+def _score(fmt: float, prediction: str | None, parse_error: str | None, verdict: dict | Exception | None,
+           mode: str, timeout: float, seconds: float) -> MathScore:
+    """One response's :class:`MathScore` from what :func:`_read` found and its verdict (None: not judged)."""
     accuracy, timed_out, gold_parsed = 0.0, False, True
-    if parse_error is None:
-        try:
-            verdict = (verifier or _VERIFIER).judge(mode, gold, prediction, timeout)
-        except VerifierTimeout:
-            timed_out = True
-            parse_error = f"math-verify ran past the {timeout:g} s budget"
-        except (EOFError, OSError, ValueError) as exc:
-            parse_error = f"math-verify worker failed ({type(exc).__name__}); scored 0"
-        else:
-            accuracy = float(verdict["accuracy"])
-            gold_parsed = bool(verdict.get("gold_parsed", True))
-            if verdict.get("error"):
-                parse_error = f"math-verify raised {shorten(verdict['error'])}"
-            elif not verdict.get("pred_parsed", True) and accuracy == 0.0:
-                parse_error = "math-verify found no answer it could read" + (
-                    " (lmmr1 mode reads \\boxed{} or $...$ after 'answer')" if mode == "lmmr1" else ""
-                )
+    if isinstance(verdict, VerifierTimeout):
+        timed_out = True
+        parse_error = f"math-verify ran past the {timeout:g} s budget"
+    elif isinstance(verdict, Exception):
+        parse_error = f"math-verify worker failed ({type(verdict).__name__}); scored 0"
+    elif verdict is not None:
+        accuracy = float(verdict["accuracy"])
+        gold_parsed = bool(verdict.get("gold_parsed", True))
+        if verdict.get("error"):
+            parse_error = f"math-verify raised {shorten(verdict['error'])}"
+        elif not verdict.get("pred_parsed", True) and accuracy == 0.0:
+            parse_error = "math-verify found no answer it could read" + (
+                " (lmmr1 mode reads \\boxed{} or $...$ after 'answer')" if mode == "lmmr1" else ""
+            )
     terms = {"format": FORMAT_WEIGHT * fmt, "accuracy": ACCURACY_WEIGHT * accuracy}
     return MathScore(
         reward=terms["format"] + terms["accuracy"],
@@ -123,5 +171,5 @@ def score_math(
         parse_error=parse_error,
         timed_out=timed_out,
         gold_parsed=gold_parsed,
-        seconds=time.monotonic() - start,
+        seconds=seconds,
     )

@@ -217,6 +217,44 @@ def test_a_batch_of_hostile_responses_costs_budget_times_n_over_workers():
         verifier.close()
 
 
+def test_a_batch_keeps_each_responses_budget_and_judges_what_queued_behind_a_hostile_one():
+    budget, workers = 1.0, 2
+    towers = [f"9^{{9^{{9^{{{9 - k}}}}}}}" for k in range(4)]  # distinct: a batch judges each distinct text once
+    verifier = MathVerifier(workers, spares=2)
+    try:
+        _warm(verifier)
+        requests = []
+        for k in range(40):
+            requests.append(("answer", str(k), f"\\frac{{{2 * k}}}{{2}}"))
+            if k % 10 == 5:
+                requests.append(("answer", "4", towers[k // 10]))
+        start = time.monotonic()
+        results = verifier.judge_many(requests, budget)
+        elapsed = time.monotonic() - start
+        for (_, gold, prediction), result in zip(requests, results):
+            if prediction in towers:
+                assert isinstance(result, VerifierTimeout)
+            else:  # the requests queued behind a hostile one on its worker went to the next worker, unharmed
+                assert isinstance(result, dict) and result["accuracy"] == 1.0, (gold, result)
+        assert verifier.restarts == len(towers)
+        assert elapsed < budget * len(towers) / workers + 3.0, elapsed
+    finally:
+        verifier.close()
+
+
+def test_warm_starts_every_worker_and_spare_before_the_first_request():
+    verifier = MathVerifier(2, spares=1)
+    try:
+        verifier.warm()
+        assert len(verifier.pids()) == 3
+        start = time.monotonic()
+        assert [r["accuracy"] for r in verifier.judge_many([("answer", "1", "\\frac{2}{2}")] * 2, 30.0)] == [1.0, 1.0]
+        assert time.monotonic() - start < 2.0  # no worker imports sympy now (that takes 1-3 s)
+        assert verifier.restarts == 0
+    finally:
+        verifier.close()
+
+
 def test_a_worker_killed_from_outside_is_replaced_transparently():
     verifier = MathVerifier(1, spares=0)
     try:

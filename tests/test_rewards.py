@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from lmmr1_env.rewards import MathVerifier, extract_answer, format_ok, score_math, strip_eos
+from lmmr1_env.math_judge import JUDGES, verify_answer
+from lmmr1_env.math_quick import quick_answer_verdict
+from lmmr1_env.rewards import MathVerifier, extract_answer, format_ok, score_math, score_math_batch, strip_eos
 
 
 def wrap(answer: str, think: str = "work") -> str:
@@ -116,6 +118,86 @@ def test_lmmr1_mode(response, gold, accuracy):
 def test_lmmr1_mode_format_is_the_same_rule():
     assert score_math("<think>a</think> <answer>$3$</answer>", "3", mode="lmmr1").terms == {"format": 0.0,
                                                                                             "accuracy": 1.0}
+
+
+# ---- batches: the string fast path, deduplication and one round trip change no verdict ----
+
+def _answer_forms(value: int) -> list[str]:
+    return [str(value), f"{value}.0", f"{value}.50", f"${value}$", f"\\boxed{{{value}}}", f"{value}.",
+            f"0{value}" if value >= 0 else str(value), f"$\\boxed{{{value}}}$", f" {value} "]
+
+
+def test_the_string_fast_path_agrees_with_math_verify():
+    decided = 0
+    for gold in [0, 7, 12, -3, 100, 2024, 17.5]:
+        for said in {gold, gold + 1, gold - 1, -gold, 10 * gold}:
+            for prediction in _answer_forms(said):
+                quick = quick_answer_verdict(str(gold), prediction)
+                if quick is None:
+                    continue
+                decided += 1
+                assert quick["accuracy"] == verify_answer(str(gold), prediction)["accuracy"], (gold, prediction)
+    for gold, prediction in [("\\frac{1}{2}", "\\dfrac{1}{2}"), ("17.5", "$17.5$"), ("2\\sqrt{3}", "2\\sqrt{3}"),
+                             ("\\frac{1}{2}", "0.5"), ("6", "\\frac{12}{2}"), ("-\\frac{5}{18}", "\\frac{-10}{36}"),
+                             ("49\\pi", "49\\pi"), ("\\frac{81}{4}\\pi", "\\frac{81\\pi}{4}"),
+                             ("0.5\\pi", "\\frac{\\pi}{2}")]:
+        assert quick_answer_verdict(gold, prediction)["accuracy"] == verify_answer(gold, prediction)["accuracy"] == 1.0
+    for gold, prediction in [("-\\frac{5}{18}", "16"), ("\\frac{13}{15}", "0.8"), ("17.5", "\\frac{7}{2}"),
+                             ("100000000000000000000", "100000000000000000001"), ("0.5", "50"),
+                             ("49\\pi", "0"), ("49\\pi", "154"), ("36\\pi", "\\frac{81}{4}\\pi"), ("-\\pi", "\\pi")]:
+        assert quick_answer_verdict(gold, prediction)["accuracy"] == verify_answer(gold, prediction)["accuracy"] == 0.0
+    # Close but unequal: math-verify rounds floats to 6 places and calls these equal; the fast path leaves them to it.
+    for gold, prediction in [("\\frac{1}{3}", "0.333333"), ("17.5", "17.5000001"), ("\\pi", "3.1415926")]:
+        assert quick_answer_verdict(gold, prediction) is None and verify_answer(gold, prediction)["accuracy"] == 1.0
+    assert decided > 100
+    assert quick_answer_verdict("12", "6 \\cdot 2") is None  # math-verify's to judge
+    assert quick_answer_verdict("7" * 101, "7" * 101)["how"] == "exact"
+    assert quick_answer_verdict("7" * 101, "0" + "7" * 101) is None  # no int() of unbounded digit strings
+
+
+def _corpus() -> list[tuple[str, str]]:
+    rows = []
+    for k, gold in enumerate(["12", "-3", "\\frac{13}{15}", "17.5", "B", "2\\sqrt{3}"]):
+        rows += [(wrap(gold), gold), (wrap(gold), gold), (wrap(f"${gold}$", think=f"step {k}"), gold),
+                 (wrap("13"), gold), (wrap("0.5"), gold), (f"<answer>{gold}", gold), (wrap(""), gold),
+                 ("no tags at all " + gold, gold), (wrap("\\boxed{" + gold + "}") + "<|im_end|>", gold),
+                 (wrap("(B) because"), gold), (wrap("x" * 10_001), gold)]
+    return rows
+
+
+@pytest.mark.parametrize("mode", ["answer", "lmmr1"])
+def test_a_batch_scores_exactly_as_its_responses_one_by_one(mode):
+    rows = _corpus()
+    batch = score_math_batch([r for r, _ in rows], [g for _, g in rows], mode=mode)
+    for (response, gold), together in zip(rows, batch):
+        alone = score_math(response, gold, mode=mode)
+        assert (together.reward, together.terms, together.parse_error, together.prediction, together.timed_out,
+                together.gold_parsed) == (alone.reward, alone.terms, alone.parse_error, alone.prediction,
+                                          alone.timed_out, alone.gold_parsed), response
+        if alone.parse_error is None or "no answer it could read" in alone.parse_error:
+            judged = extract_answer(strip_eos(response)) if mode == "answer" else strip_eos(response)
+            assert together.terms["accuracy"] == JUDGES[mode](gold, judged)["accuracy"], response
+    assert len({s.reward for s in batch}) > 2
+
+
+def test_a_batch_judges_each_distinct_answer_once():
+    verifier = MathVerifier(1)
+    calls = []
+    judge_many = verifier.judge_many
+    verifier.judge_many = lambda requests, timeout: calls.append(list(requests)) or judge_many(requests, timeout)
+    try:
+        responses = [wrap("3 \\cdot 4")] * 8 + [wrap("12")] * 8 + [wrap("13")] * 8 + [wrap("6 \\cdot 2")] * 4
+        scores = score_math_batch(responses, ["12"] * len(responses), verifier=verifier)
+        assert [s.terms["accuracy"] for s in scores] == [1.0] * 16 + [0.0] * 8 + [1.0] * 4
+        # "12" and "13" are decided by strings; the two others reach math-verify once each, in one call.
+        assert calls == [[("answer", "12", "3 \\cdot 4"), ("answer", "12", "6 \\cdot 2")]]
+    finally:
+        verifier.close()
+
+
+def test_a_batch_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="2 responses but 1 gold"):
+        score_math_batch(["a", "b"], ["1"])
 
 
 # ---- hostile input: bounded time, never raises, never runs model text ----

@@ -180,3 +180,31 @@ def test_split_requested_but_absent(tmp_path):
     path = _write_jsonl(tmp_path / "d.jsonl", [{"problem": "1+1", "answer": "2", "split": "train"}])
     with pytest.raises(DatasetError, match="no records for split 'test'"):
         gym.make("LMMR1/TextMath-v0", dataset=str(path), split="test")
+
+
+def test_a_batch_of_envs_is_scored_in_one_verifier_round_trip_with_the_same_results(monkeypatch):
+    from lmmr1_agent.rollout import step_all
+    from lmmr1_env import rewards
+
+    calls = []
+    judge_many = rewards._VERIFIER.judge_many
+    monkeypatch.setattr(rewards._VERIFIER, "judge_many",
+                        lambda requests, timeout: calls.append(len(requests)) or judge_many(requests, timeout))
+
+    def played(seeds):
+        envs = [gym.make("LMMR1/TextMath-v0", families=["arithmetic"], difficulty=2) for _ in seeds]
+        return envs, [env.reset(seed=s)[1]["answer"] for env, s in zip(envs, seeds)]
+
+    seeds = list(range(12))
+    envs, golds = played(seeds)
+    # Half need math-verify (a product for an integer), half are decided by strings; one is malformed.
+    actions = [f"<think>w</think><answer>1 \\cdot ({g})</answer>" if i % 2 else
+               f"<think>w</think><answer>{g}</answer>" for i, g in enumerate(golds)]
+    actions[3] = "no tags"
+    together = step_all(envs, actions)
+    assert calls == [5]
+    lone_envs, _ = played(seeds)
+    alone = [env.step(action) for env, action in zip(lone_envs, actions)]
+    for (_, r1, *_, i1), (_, r2, *_, i2) in zip(together, alone):
+        assert r1 == r2 and i1 == i2
+    assert [r for _, r, *_ in together].count(1.5) == 11
