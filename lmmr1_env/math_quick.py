@@ -126,3 +126,19 @@ def _rational(text: str) -> Fraction | None:
         return None
     value = Fraction(int(m.group(2)), int(m.group(3)))
     return -value if m.group(1) else value
+
+
+def lmmr1_extracts_nothing(response: str) -> bool:
+    """True when LMM-R1's prediction parse (``try_extract_without_anchor=False``) can find nothing in ``response``.
+
+    Every pattern it tries needs a ``$``, a backslash (``\\[``, ``\\(``, ``\\boxed``, ``\\frac``) or a ``[``
+    (`` [x] ``); without any of them the prediction parses to nothing, and the verdict is the gold's alone:
+    0, or 1 for a gold that does not parse (:func:`lmmr1_verdict_without_prediction`).
+    """
+    return "$" not in response and "\\" not in response and "[" not in response
+
+
+def lmmr1_verdict_without_prediction(gold_parsed: bool) -> dict:
+    """:func:`lmmr1_env.math_judge.judge_lmmr1`'s verdict for a response it extracts nothing from."""
+    return {"accuracy": 0.0 if gold_parsed else 1.0, "gold_parsed": gold_parsed, "pred_parsed": False,
+            "how": "nothing-extracted"}

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lmmr1_env.math_pool import MathVerifier, VerifierTimeout
-from lmmr1_env.math_quick import quick_answer_verdict
+from lmmr1_env.math_quick import lmmr1_extracts_nothing, lmmr1_verdict_without_prediction, quick_answer_verdict
 from lmmr1_env.tags import last_tag_body, strip_eos
 
 FORMAT_WEIGHT = 0.5
@@ -96,10 +96,12 @@ def score_math_batch(
     """:func:`score_math` of each ``(response, gold)`` pair, with the same verdicts, in one call.
 
     What makes a batch cheaper than its responses one by one: a verdict that strings decide ("answer" mode:
-    equal text, a choice letter, two whole numbers; :mod:`lmmr1_env.math_quick`) is reached here without a
-    worker; identical ``(gold, judged text)`` pairs (a group's samples often agree) are judged once; the rest go
-    to the verifier pool in one :meth:`~lmmr1_env.math_pool.MathVerifier.judge_many` round trip, every worker
-    busy, each response still under its own ``timeout`` budget.
+    equal text, a choice letter, two number literals; :mod:`lmmr1_env.math_quick`) is reached here without a
+    worker; in "lmmr1" mode a response LMM-R1's parse can extract nothing from takes its verdict from its gold's
+    parse, which another response's request to the same gold reports; identical ``(gold, judged text)`` pairs (a
+    group's samples often agree) are judged once; the rest go to the verifier pool in one
+    :meth:`~lmmr1_env.math_pool.MathVerifier.judge_many` round trip, every worker busy, each response still
+    under its own ``timeout`` budget.
     """
     if mode not in REWARD_MODES:
         raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {mode!r}")
@@ -109,19 +111,32 @@ def score_math_batch(
     read = [_read(response, mode) for response in responses]
     verdicts: dict[tuple[str, str], dict | Exception] = {}
     to_judge: list[tuple[str, str]] = []
+    by_gold: dict[tuple[str, str], str] = {}  # lmmr1 mode: responses the gold's parse alone decides
+    asked: set[str] = set()
     for (_, prediction, parse_error), gold in zip(read, golds):
         key = (gold, prediction)
         if parse_error is not None or key in verdicts:
             continue
         quick = quick_answer_verdict(gold, prediction) if mode == "answer" else None
+        verdicts[key] = quick if quick is not None else {}
         if quick is not None:
-            verdicts[key] = quick
+            continue
+        if mode == "lmmr1" and gold in asked and lmmr1_extracts_nothing(prediction):
+            by_gold[key] = gold
         else:
-            verdicts[key] = {}
             to_judge.append(key)
+            asked.add(gold)
+    pool = verifier or _VERIFIER
     if to_judge:
-        judged = (verifier or _VERIFIER).judge_many([(mode, g, p) for g, p in to_judge], timeout)
+        judged = pool.judge_many([(mode, g, p) for g, p in to_judge], timeout)
         verdicts.update(zip(to_judge, judged))
+        status = {g: v["gold_parsed"] for (g, _), v in zip(to_judge, judged)
+                  if isinstance(v, dict) and "gold_parsed" in v}
+        unknown = [key for key, gold in by_gold.items() if gold not in status]
+        verdicts.update({key: lmmr1_verdict_without_prediction(status[gold]) for key, gold in by_gold.items()
+                         if gold in status})
+        if unknown:  # the request that was to tell the gold's parse failed: these are judged after all
+            verdicts.update(zip(unknown, pool.judge_many([(mode, g, p) for g, p in unknown], timeout)))
     elapsed = time.monotonic() - start
     return [_score(fmt, prediction, parse_error, verdicts.get((gold, prediction)), mode, timeout, elapsed)
             for (fmt, prediction, parse_error), gold in zip(read, golds)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -191,6 +192,25 @@ def test_a_batch_judges_each_distinct_answer_once():
         assert [s.terms["accuracy"] for s in scores] == [1.0] * 16 + [0.0] * 8 + [1.0] * 4
         # "12" and "13" are decided by strings; the two others reach math-verify once each, in one call.
         assert calls == [[("answer", "12", "3 \\cdot 4"), ("answer", "12", "6 \\cdot 2")]]
+    finally:
+        verifier.close()
+
+
+def test_lmmr1_mode_asks_once_per_gold_for_responses_it_can_extract_nothing_from():
+    verifier = MathVerifier(1)
+    calls = []
+    judge_many = verifier.judge_many
+    verifier.judge_many = lambda requests, timeout: calls.append(len(requests)) or judge_many(requests, timeout)
+    try:
+        plain = [wrap(str(k), think=f"try {k}") for k in range(6)]  # no $, \\ or [: nothing to extract
+        responses = plain + plain + [wrap("$12$")]
+        golds = ["12"] * 6 + ["\\text{}"] * 6 + ["12"]  # \\text{} does not parse: LMM-R1 gives such a gold 1.0
+        together = score_math_batch(responses, golds, mode="lmmr1", verifier=verifier)
+        assert calls == [3]  # one per gold and the one with $12$; the other ten follow from their gold's parse
+        assert [s.terms["accuracy"] for s in together] == [0.0] * 6 + [1.0] * 6 + [1.0]
+        for response, gold, score in zip(responses, golds, together):
+            assert score.terms["accuracy"] == JUDGES["lmmr1"](gold, strip_eos(response))["accuracy"]
+            assert score == dataclasses.replace(score_math(response, gold, mode="lmmr1"), seconds=score.seconds)
     finally:
         verifier.close()
 
