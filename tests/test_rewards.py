@@ -181,38 +181,37 @@ def test_a_batch_scores_exactly_as_its_responses_one_by_one(mode):
     assert len({s.reward for s in batch}) > 2
 
 
-def test_a_batch_judges_each_distinct_answer_once():
-    verifier = MathVerifier(1)
-    calls = []
+@pytest.fixture
+def recording_verifier():
+    """A one-worker verifier and the list of request lists its ``judge_many`` got (the real one runs)."""
+    verifier, calls = MathVerifier(1), []
     judge_many = verifier.judge_many
     verifier.judge_many = lambda requests, timeout: calls.append(list(requests)) or judge_many(requests, timeout)
-    try:
-        responses = [wrap("3 \\cdot 4")] * 8 + [wrap("12")] * 8 + [wrap("13")] * 8 + [wrap("6 \\cdot 2")] * 4
-        scores = score_math_batch(responses, ["12"] * len(responses), verifier=verifier)
-        assert [s.terms["accuracy"] for s in scores] == [1.0] * 16 + [0.0] * 8 + [1.0] * 4
-        # "12" and "13" are decided by strings; the two others reach math-verify once each, in one call.
-        assert calls == [[("answer", "12", "3 \\cdot 4"), ("answer", "12", "6 \\cdot 2")]]
-    finally:
-        verifier.close()
+    yield verifier, calls
+    verifier.close()
 
 
-def test_lmmr1_mode_asks_once_per_gold_for_responses_it_can_extract_nothing_from():
-    verifier = MathVerifier(1)
-    calls = []
-    judge_many = verifier.judge_many
-    verifier.judge_many = lambda requests, timeout: calls.append(len(requests)) or judge_many(requests, timeout)
-    try:
-        plain = [wrap(str(k), think=f"try {k}") for k in range(6)]  # no $, \\ or [: nothing to extract
-        responses = plain + plain + [wrap("$12$")]
-        golds = ["12"] * 6 + ["\\text{}"] * 6 + ["12"]  # \\text{} does not parse: LMM-R1 gives such a gold 1.0
-        together = score_math_batch(responses, golds, mode="lmmr1", verifier=verifier)
-        assert calls == [3]  # one per gold and the one with $12$; the other ten follow from their gold's parse
-        assert [s.terms["accuracy"] for s in together] == [0.0] * 6 + [1.0] * 6 + [1.0]
-        for response, gold, score in zip(responses, golds, together):
-            assert score.terms["accuracy"] == JUDGES["lmmr1"](gold, strip_eos(response))["accuracy"]
-            assert score == dataclasses.replace(score_math(response, gold, mode="lmmr1"), seconds=score.seconds)
-    finally:
-        verifier.close()
+def test_a_batch_judges_each_distinct_answer_once(recording_verifier):
+    verifier, calls = recording_verifier
+    responses = [wrap("3 \\cdot 4")] * 8 + [wrap("12")] * 8 + [wrap("13")] * 8 + [wrap("6 \\cdot 2")] * 4
+    scores = score_math_batch(responses, ["12"] * len(responses), verifier=verifier)
+    assert [s.terms["accuracy"] for s in scores] == [1.0] * 16 + [0.0] * 8 + [1.0] * 4
+    # "12" and "13" are decided by strings; the two others reach math-verify once each, in one call.
+    assert calls == [[("answer", "12", "3 \\cdot 4"), ("answer", "12", "6 \\cdot 2")]]
+
+
+def test_lmmr1_mode_asks_once_per_gold_for_responses_it_can_extract_nothing_from(recording_verifier):
+    verifier, calls = recording_verifier
+    plain = [wrap(str(k), think=f"try {k}") for k in range(6)]  # no $, \\ or [: nothing to extract
+    responses = plain + plain + [wrap("$12$")]
+    golds = ["12"] * 6 + ["\\text{}"] * 6 + ["12"]  # \\text{} does not parse: LMM-R1 gives such a gold 1.0
+    together = score_math_batch(responses, golds, mode="lmmr1", verifier=verifier)
+    # One request per gold and the one with $12$; the other ten follow from their gold's parse.
+    assert [len(c) for c in calls] == [3]
+    assert [s.terms["accuracy"] for s in together] == [0.0] * 6 + [1.0] * 6 + [1.0]
+    for response, gold, score in zip(responses, golds, together):
+        assert score.terms["accuracy"] == JUDGES["lmmr1"](gold, strip_eos(response))["accuracy"]
+        assert score == dataclasses.replace(score_math(response, gold, mode="lmmr1"), seconds=score.seconds)
 
 
 def test_a_batch_rejects_mismatched_lengths():
