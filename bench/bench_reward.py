@@ -180,11 +180,13 @@ def main() -> int:
     parser.add_argument("--hostile", type=int, default=2, help="power towers per batch (default: 2)")
     parser.add_argument("--expressions", type=float, default=0.10,
                         help="share of responses that are right answers written as expressions (default: 0.10)")
+    parser.add_argument("--peer-workers", type=int, default=PEER_WORKERS,
+                        help=f"processes in LMM-R1's pool (default: {PEER_WORKERS}, as its server)")
     parser.add_argument("--single", type=int, default=200, help="responses timed one call at a time (default: 200)")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     problems: list[str] = []
-    pool = ProcessPoolExecutor(max_workers=PEER_WORKERS)
+    pool = ProcessPoolExecutor(max_workers=args.peer_workers)
     _VERIFIER.warm()
     # Both sides warm, untimed: every worker started and through sympy's first-use set-up.
     warm_responses, warm_golds, _ = corpus(args.prompts, args.samples, 0, 1000, args.expressions)
@@ -234,7 +236,7 @@ def main() -> int:
             single[name].append(time.perf_counter() - start)
 
     print(f"corpus: {args.prompts} problems x {args.samples} responses = {n} per batch, {args.repeats} batches of "
-          f"new problems each; peer: LMM-R1's server logic, {PEER_WORKERS} worker processes; ours: "
+          f"new problems each; peer: LMM-R1's server logic, {args.peer_workers} worker processes; ours: "
           f"score_math_batch, the pool's default workers")
     print(f"{'':34} {'responses/s':>12} {'batch p50 s':>12} {'batch p99 s':>12} {'vs LMM-R1':>10}")
     for label, sink in ((f"batch of {n}", clean_times), (f"batch of {n}, {args.hostile} hostile", times)):

@@ -4,8 +4,9 @@
 
 The peer (gym-sokoban 0.0.6 on gym 0.26.2, numpy<2) lives in its own virtual environment:
 ``python3 -m venv /tmp/sokoban-peer && /tmp/sokoban-peer/bin/pip install gym==0.26.2 gym-sokoban==0.0.6 "numpy<2"``.
-Its part runs in a subprocess; without it only our numbers are printed. ``--check-rewards`` also replays
-random action sequences on rooms the peer generated and compares every step reward with ours.
+Its part runs in a subprocess; without it only our numbers are printed. The script also replays random action
+sequences on rooms the peer generated and compares every step reward with ours, and exits 1 on any difference
+(``--no-check-rewards`` skips that).
 """
 
 from __future__ import annotations
@@ -120,14 +121,16 @@ def our_steps_per_second(seconds: float) -> dict[str, float]:
     return {"rgb_array": rendered, "raw": n / (time.perf_counter() - start)}
 
 
-def check_rewards(peer_python: str, rooms: int, actions: int) -> None:
-    """Replay the peer's random action sequences on its own rooms with our rules; compare every reward."""
+def check_rewards(peer_python: str, rooms: int, actions: int) -> int:
+    """Replay the peer's random action sequences on its own rooms with our rules; the number of steps whose
+    reward or end differs from the peer's."""
     codes = {1: "Up", 2: "Down", 3: "Left", 4: "Right"}
+    total = 0
     for preset in ("small-v0", "small-v1"):  # the peer takes ~5-25 s to generate one larger room
         peer = run_peer(peer_python, {"task": "rewards", "cls": PEER_PRESETS[preset], "rooms": rooms,
                                       "actions": actions})
         if peer is None:
-            return
+            return 0
         steps = mismatches = solved = 0
         peer_moves, our_moves = [], []
         for seed, room in enumerate(peer["rooms"]):
@@ -151,16 +154,19 @@ def check_rewards(peer_python: str, rooms: int, actions: int) -> None:
         print(f"reward check {preset}: {len(peer['rooms'])} peer rooms, {steps} random steps, "
               f"{mismatches} mismatching rewards, {solved} solves; optimal moves mean/max: gym-sokoban "
               f"{np.mean(peer_moves):.1f}/{max(peer_moves)}, lmmr1 {np.mean(our_moves):.1f}/{max(our_moves)}")
+        total += mismatches
+    return total
 
 
-def main() -> None:
-    """Print the benchmark table and the ratios to gym-sokoban."""
+def main() -> int:
+    """Print the benchmark table and the ratios to gym-sokoban; 1 when a step reward differs from the peer's."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", default="/tmp/sokoban-peer/bin/python")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per steps/s measurement")
     parser.add_argument("--levels", type=int, default=10, help="levels per preset for generation and solver")
     parser.add_argument("--peer-resets", type=int, default=3, help="gym-sokoban resets timed per preset (slow)")
-    parser.add_argument("--check-rewards", action="store_true", help="compare step rewards with the peer")
+    parser.add_argument("--no-check-rewards", dest="check_rewards", action="store_false",
+                        help="skip replaying the peer's rooms and comparing every step reward (on by default)")
     args = parser.parse_args()
 
     ours = our_steps_per_second(args.seconds)
@@ -194,8 +200,11 @@ def main() -> None:
           "\n   gym-sokoban has no solver.)")
     if args.check_rewards:
         print()
-        check_rewards(args.peer_python, rooms=20, actions=150)
+        if check_rewards(args.peer_python, rooms=20, actions=150):
+            print("DISAGREEMENT: some step rewards differ from gym-sokoban's")
+            return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

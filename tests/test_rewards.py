@@ -299,3 +299,17 @@ def test_non_str_response_is_a_programmer_error():
         score_math(b"<think></think><answer>1</answer>", "1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="reward_mode"):
         score_math("x", "1", mode="boxed")
+
+
+def test_the_reward_benchmark_runs_and_finds_every_verdict_equal_to_lmm_r1s():
+    """bench/bench_reward.py, tiny: its peer (LMM-R1's server logic) and its verdict checks still run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_reward.py"
+    done = subprocess.run([sys.executable, str(script), "--prompts", "4", "--samples", "4", "--repeats", "1",
+                           "--hostile", "0", "--single", "2", "--peer-workers", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "verdicts: identical" in done.stdout and "vs LMM-R1" in done.stdout
