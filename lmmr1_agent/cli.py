@@ -113,8 +113,17 @@ def run_main(main: Callable[[], int | None]) -> NoReturn:
 
 
 def parse_env_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"ID"`` or ``'ID:{"json": "kwargs"}'`` → (id, kwargs); the JSON must be an object."""
-    env_id, _, raw = spec.partition(":")
+    """``"ID"``, Gymnasium's ``"module:ID"``, either with ``':{"json": "kwargs"}'`` after it → (id, kwargs).
+
+    The kwargs start at the first ``:`` followed by ``{`` or ``[``; without one, a last ``:`` part that reads as
+    an env id (``tests.toy_env:Toy/Digits-v0``) belongs to the id, and any other is taken as (bad) JSON.
+    """
+    opening = _KWARGS_START.search(spec)
+    if opening is not None:
+        env_id, raw = spec[:opening.start()], spec[opening.start() + 1:]
+    else:
+        head, _, tail = spec.rpartition(":")
+        env_id, raw = (spec, "") if not head or _ENV_ID.fullmatch(tail.strip()) else (head, tail)
     kwargs: Any = {}
     if raw:
         try:
@@ -128,6 +137,11 @@ def parse_env_spec(spec: str) -> tuple[str, dict[str, Any]]:
             raise ConfigError(f"--env {spec!r}: the kwargs after ':' must be a JSON object, "
                               f"got {type(kwargs).__name__}")
     return env_id.strip(), kwargs
+
+
+#: Where an env spec's JSON kwargs start, and what a Gymnasium id (the part after ``module:``) looks like.
+_KWARGS_START = re.compile(r":\s*[\[{]")
+_ENV_ID = re.compile(r"[A-Za-z_][\w.\-/]*")
 
 
 def check_env(env_id: str, kwargs: dict[str, Any], label: str) -> None:

@@ -71,3 +71,19 @@ def test_evaluate_an_api_model_over_http(tmp_path):
     result = json.loads((tmp_path / "api" / "results.json").read_text())["results"][0]
     assert result["reward_terms"]["format"] == 0.5 and result["episodes"] == 6
     assert {r["body"]["model"] for r in server.requests} == {"served-model"}
+
+
+def test_an_env_spec_may_name_the_module_that_registers_it_and_still_carry_kwargs(tmp_path):
+    from pathlib import Path
+
+    from lmmr1_agent.cli import parse_env_spec
+
+    assert parse_env_spec('tests.toy_env:Toy/Digits-v0:{"max_text": 500}') == ("tests.toy_env:Toy/Digits-v0",
+                                                                               {"max_text": 500})
+    assert parse_env_spec("tests.toy_env:Toy/Digits-v0") == ("tests.toy_env:Toy/Digits-v0", {})
+    assert parse_env_spec('LMMR1/TextMath-v0: {"difficulty": 2}') == ("LMMR1/TextMath-v0", {"difficulty": 2})
+    done = run_cli("--agent", "idle", "--episodes", "2", "--no-progress", "--output", str(tmp_path / "toy"),
+                   "--env", 'tests.toy_env:Toy/Digits-v0:{"max_text": 500}', cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "toy" / "results.json").read_text())["results"][0]
+    assert result["episodes"] == 2 and result["mean_return"] == 0.0

@@ -107,3 +107,28 @@ def test_saved_folder_loads_with_auto_processor_like_the_agent_builds_inputs(tin
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     with torch.no_grad():
         assert torch.equal(model(**theirs).logits, agent.model(**ours).logits)
+
+
+def test_alignment_weights_that_do_not_fit_are_a_value_error_naming_the_keys(tiny_llama, tmp_path):
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    from lmmr1_agent.models.fastvlm import VISION_PREFIXES, load_aligned_weights, load_vision_weights
+
+    def fresh():
+        return build_resnet_vlm(tiny_llama, AutoTokenizer.from_pretrained(tiny_llama), image_size=32)[0]
+
+    model = fresh()
+    vision = {k: v.clone() for k, v in model.model.state_dict().items() if k.startswith(VISION_PREFIXES)}
+    good = tmp_path / "good.safetensors"
+    save_file({**vision, "language_model.layers.0.mlp.up_proj.weight.lora_up": torch.zeros(1, 1)}, str(good))
+    assert set(load_vision_weights(fresh(), good)) == {"language_model.layers.0.mlp.up_proj.weight.lora_up"}
+    missing = tmp_path / "missing.safetensors"
+    dropped = sorted(vision)[0]
+    save_file({k: v for k, v in vision.items() if k != dropped}, str(missing))
+    with pytest.raises(ValueError, match=f"does not fit this VLM: missing \\['{re.escape(dropped)}'\\]"):
+        load_vision_weights(fresh(), missing)
+    stray = tmp_path / "stray.safetensors"
+    save_file({**vision, "language_model.norm.weight": torch.ones(1)}, str(stray))
+    with pytest.raises(ValueError, match="unexpected \\['language_model.norm.weight'\\]"):
+        load_aligned_weights(fresh(), stray)

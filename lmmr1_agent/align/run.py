@@ -37,6 +37,7 @@ from lmmr1_agent.align.phases import (
     vision_parameters,
 )
 from lmmr1_agent.cli import option
+from lmmr1_agent.models.fastvlm import VISION_PREFIXES, load_vision_weights
 
 #: Where the shipped aligned weights live inside the package.
 VLM_DIR = Path(__file__).resolve().parents[1] / "models" / "vlm"
@@ -200,7 +201,7 @@ def _run_tensors(model, heads: LabelHeads | None) -> dict[str, torch.Tensor]:
     """What a checkpoint must hold: the tower (parameters and batch-norm statistics), the projector, the LoRA
     factors and the label heads; the language model's own weights are rebuilt from ``text_model``."""
     out = {f"model.{k}": v for k, v in model.model.state_dict().items()
-           if k.startswith(("vision_tower.", "multi_modal_projector.")) or "lora_" in k}
+           if k.startswith(VISION_PREFIXES) or "lora_" in k}
     if heads is not None:
         out.update({f"heads.{k}": v for k, v in heads.state_dict().items()})
     return out
@@ -433,16 +434,11 @@ def text_eval(model, adapter, opening: SharedOpening, rows: list[dict], batch: i
 def _load_vision(model, weights: Path) -> dict[str, torch.Tensor]:
     """Load an earlier alignment's tower and projector from ``weights`` into ``model`` (strictly); return its LoRA
     factors, for :func:`~lmmr1_agent.align.phases.load_lora_factors` once the layers are wrapped."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(weights))
-    vision = {k: v for k, v in state.items() if k.startswith(("vision_tower.", "multi_modal_projector."))}
-    expected = {k for k in model.model.state_dict() if k.startswith(("vision_tower.", "multi_modal_projector."))}
-    if set(vision) != expected:
-        raise ValueError(f"--init-weights {weights} does not fit this VLM (tower shape, --image-size): missing "
-                         f"{sorted(expected - set(vision))[:3]}, unexpected {sorted(set(vision) - expected)[:3]}")
-    model.model.load_state_dict(vision, strict=False)
-    return {k: v for k, v in state.items() if "lora_" in k}
+    try:
+        rest = load_vision_weights(model, weights)
+    except ValueError as exc:
+        raise ValueError(f"--init-weights {exc} (tower shape, --image-size)") from None
+    return {k: v for k, v in rest.items() if "lora_" in k}
 
 
 def _same_family_swap(rows: list[dict]) -> list[dict]:

@@ -106,31 +106,45 @@ def build_resnet_vlm(text_model, tokenizer, *, image_size: int = DEFAULT_IMAGE_S
 
 
 
-def load_aligned_weights(model, weights: Path) -> None:
-    """Put shipped alignment weights into a fresh :func:`build_resnet_vlm` model.
+#: The module prefixes (under ``model.model``) of the vision tower and the projector.
+VISION_PREFIXES = ("vision_tower.", "multi_modal_projector.")
 
-    ``weights`` (safetensors, names relative to ``model.model``) hold the tower (with its batch-norm statistics)
-    and the projector, loaded strictly, and low-rank updates of language weights (``<weight>.lora_up`` (out, r)
-    and ``<weight>.lora_down`` (r, in)), added as ``up @ down``. A file that does not fit is a ValueError.
+
+def load_vision_weights(model, weights: Path) -> dict[str, torch.Tensor]:
+    """Load the tower (with its batch-norm statistics) and the projector from an alignment's safetensors file
+    ``weights`` (names relative to ``model.model``) into ``model``, strictly; return the file's other entries.
+
+    A tower or projector that does not fit this model (another tower shape or image size) is a ValueError.
     """
     from safetensors.torch import load_file
 
     state = load_file(str(weights))
-    vision = {k: v for k, v in state.items() if k.startswith(("vision_tower.", "multi_modal_projector."))}
-    expected = {k for k in model.model.state_dict() if k.startswith(("vision_tower.", "multi_modal_projector."))}
-    deltas = {k for k in state if k.endswith((".lora_up", ".lora_down"))}
-    stray = sorted(set(state) - set(vision) - deltas)
-    if set(vision) != expected or stray:
-        missing = sorted(expected - set(vision))
-        raise ValueError(f"{weights} does not fit this VLM: missing {missing[:3]}, unexpected "
-                         f"{(sorted(set(vision) - expected) + stray)[:3]}")
+    vision = {k: v for k, v in state.items() if k.startswith(VISION_PREFIXES)}
+    expected = {k for k in model.model.state_dict() if k.startswith(VISION_PREFIXES)}
+    if set(vision) != expected:
+        raise ValueError(f"{weights} does not fit this VLM: missing {sorted(expected - set(vision))[:3]}, "
+                         f"unexpected {sorted(set(vision) - expected)[:3]}")
+    model.model.load_state_dict(vision, strict=False)
+    return {k: v for k, v in state.items() if k not in vision}
+
+
+def load_aligned_weights(model, weights: Path) -> None:
+    """Put shipped alignment weights into a fresh :func:`build_resnet_vlm` model.
+
+    ``weights`` hold the tower and the projector (:func:`load_vision_weights`) and low-rank updates of language
+    weights (``<weight>.lora_up`` (out, r) and ``<weight>.lora_down`` (r, in)), added as ``up @ down``. A file
+    that does not fit is a ValueError.
+    """
+    rest = load_vision_weights(model, weights)
+    stray = sorted(k for k in rest if not k.endswith((".lora_up", ".lora_down")))
+    if stray:
+        raise ValueError(f"{weights} does not fit this VLM: unexpected {stray[:3]}")
     try:
-        model.model.load_state_dict(vision, strict=False)
         with torch.no_grad():
-            for key in sorted(k for k in deltas if k.endswith(".lora_up")):
+            for key in sorted(k for k in rest if k.endswith(".lora_up")):
                 name = key[: -len(".lora_up")]
                 weight = model.model.get_parameter(name)
-                weight.add_(state[key].float() @ state[f"{name}.lora_down"].float())
+                weight.add_(rest[key].float() @ rest[f"{name}.lora_down"].float())
     except (RuntimeError, AttributeError, KeyError) as exc:
         raise ValueError(f"{weights} does not fit this VLM: {exc}") from None
 
