@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from machine import describe  # bench/machine.py, beside this script
+from machine import describe, run_measured  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {
@@ -33,13 +31,11 @@ STAGES = {
 def measure(stage: str, workdir: Path) -> tuple[float, dict]:
     """Peak RSS in GB of one training step of ``stage`` and that step's metrics."""
     out = workdir / stage
-    proc = subprocess.Popen([sys.executable, "-m", "lmmr1_agent.train", *STAGES[stage], "--num-steps", "1",
-                             "--eval-prompts", "1", "--output-dir", str(out)], cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{stage}: training exited with {os.waitstatus_to_exitcode(status)}")
-    metrics = json.loads((out / stage / "metrics.jsonl").read_text().splitlines()[0])
-    return usage.ru_maxrss / 1024 ** 2, metrics
+    code, _, peak = run_measured([sys.executable, "-m", "lmmr1_agent.train", *STAGES[stage], "--num-steps", "1",
+                                  "--eval-prompts", "1", "--output-dir", str(out)], cwd=ROOT)
+    if code:
+        raise SystemExit(f"{stage}: training exited with {code}")
+    return peak, json.loads((out / stage / "metrics.jsonl").read_text().splitlines()[0])
 
 
 def main() -> int:

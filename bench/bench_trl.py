@@ -28,11 +28,12 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe, run_measured  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS, SAMPLES, NEW_TOKENS, MICRO, LR = 4, 8, 48, 8, 1e-5
@@ -63,22 +64,13 @@ def fingerprint(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_measured(command: list[str], env: dict | None = None) -> tuple[int, float, float]:
-    """Run ``command``; its exit status, wall seconds and peak RSS in GB (``wait4`` of that process)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024 ** 2
-
-
 # ---- our side: the CLI a user runs ----
 
 def ours(steps: int, workdir: Path) -> dict:
     out = workdir / "ours"
     code, wall, peak = run_measured([sys.executable, "-m", "lmmr1_agent.train", "--stage", "fre", "--model",
                                      "smollm2", "--num-steps", str(steps), "--eval-prompts", "1", "--threads", "2",
-                                     "--save-every", str(steps), "--output-dir", str(out)])
+                                     "--save-every", str(steps), "--output-dir", str(out)], cwd=ROOT)
     if code:
         raise SystemExit(f"our training exited with {code}")
     rows = [json.loads(line) for line in (out / "fre" / "metrics.jsonl").read_text().splitlines()]
@@ -149,7 +141,8 @@ def theirs(args: argparse.Namespace, workdir: Path, rows: list[dict]) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     command = [args.trl_python, __file__, "--side", "trl", "--steps", str(args.steps), "--prompts-file",
                str(prompts_file), "--model-dir", resolve_model("smollm2"), "--out", str(out)]
-    code, wall, peak = run_measured(command + (["--trl-checkpointing"] if args.trl_checkpointing else []), env=env)
+    code, wall, peak = run_measured(command + (["--trl-checkpointing"] if args.trl_checkpointing else []),
+                                    cwd=ROOT, env=env)
     if code:
         raise SystemExit(f"TRL's training exited with {code}")
     return {**json.loads((out / "log.json").read_text()), "wall": wall, "peak_gb": peak}
@@ -169,9 +162,6 @@ def main() -> int:
     if args.side == "trl":
         trl_side(args)
         return 0
-    sys.path.insert(0, str(ROOT / "bench"))
-    from machine import describe
-
     from lmmr1_env.rewards import score_math
 
     print(f"machine: {describe()}")
