@@ -53,9 +53,9 @@ def mgt_start(config: StageConfig, run_dir: Path) -> str:
                           "(or pass --from-base for the Direct-RL baseline)")
     from transformers import AutoConfig
 
-    from lmmr1_agent.agents.hf import VL_MODEL_TYPES
+    from lmmr1_agent.agents.hf import is_vision_model
 
-    if AutoConfig.from_pretrained(fre_final).model_type in VL_MODEL_TYPES:
+    if is_vision_model(AutoConfig.from_pretrained(fre_final)):
         return str(fre_final)  # FRE already trained a vision-language model
     target = run_dir / "mgt" / "init"
     if (target / "config.json").is_file():

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers import GenerationConfig
 
 from lmmr1_agent.agents.base import Agent, Response
+from lmmr1_agent.agents.processors import load_processor
 from lmmr1_agent.models.embedded import EMBEDDED, resolve_model
 from lmmr1_agent.models.saving import DEMONSTRATION_ATTRIBUTE
 from lmmr1_env.types import Message
@@ -119,7 +121,10 @@ class TextAdapter:
     def tokenize(self, texts: Sequence[str], prefixes: Sequence[Sequence[int] | None]) -> dict[str, torch.Tensor]:
         """Each prefix followed by its text's tokens, left-padded to one ``(batch, seq)`` tensor."""
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        rows = [list(p or []) + list(ids) for p, ids in zip(prefixes, encoded)]
+        return self.tokenize_ids([list(p or []) + list(ids) for p, ids in zip(prefixes, encoded)])
+
+    def tokenize_ids(self, rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Token id rows left-padded to one ``(batch, seq)`` tensor, with their attention mask."""
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -130,20 +135,15 @@ class TextAdapter:
         return {"input_ids": ids, "attention_mask": attention}
 
 
-class ImageAdapter(TextAdapter, abc.ABC):
-    """Image-text-to-text models whose chat template writes one marker token per image part: ``prepare`` expands
-    each marker into as many copies as the image has tokens and adds the pixel inputs. A family says how its
-    images become pixels and token counts (:meth:`process_images`)."""
+class ImageAdapter(TextAdapter):
+    """Image-text-to-text models: the chat template renders image parts (one marker per image, ``image_token``);
+    ``prepare`` also gives the pixel inputs, and ``image_inputs`` the ones that go with the learner's ids."""
 
     image_token: str
 
     def render(self, conversation: Sequence[Message], add_generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(list(conversation), add_generation_prompt=add_generation_prompt,
                                                   tokenize=False)
-
-    @abc.abstractmethod
-    def process_images(self, images: list[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
-        """The model's pixel inputs for ``images`` and the number of image tokens each one takes."""
 
     def token_types(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Extra per-token inputs the model needs beside ``input_ids`` (none unless a family says so)."""
@@ -153,6 +153,21 @@ class ImageAdapter(TextAdapter, abc.ABC):
     def _images(conversation: Sequence[Message]) -> list[Image.Image]:
         return [_as_pil(p["image"]) for m in conversation if isinstance(m["content"], list)
                 for p in m["content"] if p.get("type") == "image"]
+
+    def newest_images(self, text: str, images: list[Image.Image]) -> list[Image.Image]:
+        """The images whose markers are in ``text``: all of them, or a continuation's newest ones (its prefix holds
+        the tokens of the earlier ones already)."""
+        shown = text.count(self.image_token)
+        return images[len(images) - shown:] if shown else []
+
+
+class CountedImageAdapter(ImageAdapter, abc.ABC):
+    """Image models whose image token counts the adapter knows (:meth:`process_images`): ``prepare`` expands each
+    marker into as many copies as its image has tokens and adds the pixel inputs."""
+
+    @abc.abstractmethod
+    def process_images(self, images: list[Image.Image]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """The model's pixel inputs for ``images`` and the number of image tokens each one takes."""
 
     def prepare(self, conversations: Sequence[Sequence[Message]],
                 prefix_ids: Sequence[Sequence[int] | None] | None = None) -> dict[str, torch.Tensor]:
@@ -175,26 +190,33 @@ class ImageAdapter(TextAdapter, abc.ABC):
         return {**inputs, **self.token_types(inputs["input_ids"])}
 
     def image_inputs(self, conversations: Sequence[Sequence[Message]], input_ids: torch.Tensor) -> dict:
-        """The pixel (and per-token) inputs that go with ``input_ids`` (the conversations' prompts and responses,
-        as the learner lays them out); empty when the conversations hold no image."""
         images = [image for c in conversations for image in self._images(c)]
         if not images:
             return {}
         return {**self.process_images(images)[0], **self.token_types(input_ids)}
 
 
-class QwenVLAdapter(ImageAdapter):
-    """Qwen2-VL / Qwen2.5-VL: each image becomes ``grid_t·grid_h·grid_w / merge²`` ``<|image_pad|>`` tokens."""
+class QwenVLAdapter(CountedImageAdapter):
+    """Qwen2-VL, Qwen2.5-VL and Qwen3-VL: each image becomes ``grid_t·grid_h·grid_w / merge²`` ``<|image_pad|>``
+    tokens, between ``min_pixels`` and ``max_pixels`` pixels. The folder's own image processor (its patch size and
+    normalisation: Qwen3-VL's differ from Qwen2.5-VL's) is used where it has one; a folder without one (the
+    embedded graft) gets the one its vision config describes."""
 
-    def __init__(self, model_name: str, tokenizer, config, *, min_pixels: int, max_pixels: int):
+    def __init__(self, model_name: str, tokenizer, config, *, min_pixels: int, max_pixels: int,
+                 path: str | None = None):
         from transformers import Qwen2VLImageProcessorPil
 
         super().__init__(model_name, tokenizer)
         vision = config.vision_config
         self.merge = vision.spatial_merge_size
-        self.image_processor = Qwen2VLImageProcessorPil(
-            min_pixels=min_pixels, max_pixels=max_pixels, patch_size=vision.patch_size,
-            temporal_patch_size=vision.temporal_patch_size, merge_size=vision.spatial_merge_size)
+        bounds = {"min_pixels": min_pixels, "max_pixels": max_pixels}
+        #: The folder's processor (saved with the checkpoints), or None where it has none.
+        self.processor = load_processor(path, tokenizer, **bounds) if path is not None else None
+        self.image_processor = getattr(self.processor, "image_processor", None)
+        if self.image_processor is None:
+            self.image_processor = Qwen2VLImageProcessorPil(
+                **bounds, patch_size=vision.patch_size, temporal_patch_size=vision.temporal_patch_size,
+                merge_size=vision.spatial_merge_size)
         self.image_token = tokenizer.convert_ids_to_tokens(config.image_token_id)
         self.image_token_id, self.video_token_id = config.image_token_id, config.video_token_id
         #: Qwen2.5-VL's 3-D (time, height, width) positions for image tokens, unless the model says its images
@@ -215,7 +237,7 @@ class QwenVLAdapter(ImageAdapter):
                 + 2 * (input_ids == self.video_token_id).int()}
 
 
-class FastVlmAdapter(ImageAdapter):
+class FastVlmAdapter(CountedImageAdapter):
     """FastVLM with a convolutional tower (the embedded ``embedded-vl``): every image is resized to the square the
     tower was built for and becomes ``image_seq_length`` ``<image>`` tokens (one per cell of its last feature map).
     """
@@ -236,6 +258,98 @@ class FastVlmAdapter(ImageAdapter):
         from lmmr1_agent.models.fastvlm import image_pixels
 
         return {"pixel_values": image_pixels(images, self.image_size)}, [self.tokens_per_image] * len(images)
+
+
+class ProcessorAdapter(ImageAdapter):
+    """Any image-text-to-text model with an ``AutoProcessor`` (LLaVA, LLaVA-OneVision, Idefics3 / SmolVLM, Gemma 3,
+    Qwen3-VL, ...): the model's own chat template renders the conversation with one marker per image, and the
+    model's own processor expands each marker and makes the pixel inputs, so a new family needs no code here.
+
+    The processor also says which inputs are per token (Qwen's ``mm_token_type_ids``, Gemma 3's
+    ``token_type_ids``): :meth:`token_types` rebuilds them from any ids with the processor's own rule, so the
+    learner's sequences (prompt and response ids) get the same ones the sampler's prompts got.
+    """
+
+    def __init__(self, model_name: str, processor, config):
+        tokenizer = processor.tokenizer
+        template = getattr(processor, "chat_template", None) or tokenizer.chat_template
+        if template is None:
+            raise ValueError(f"{model_name} has no chat template: lmmr1 agents need a chat (instruct) model")
+        tokenizer.chat_template = template
+        super().__init__(model_name, tokenizer)
+        self.processor = processor
+        self.config = config
+        probe = Image.new("RGB", (32, 32))
+        # The marker the template writes per image is the one the processor expands (Gemma 3: <start_of_image>).
+        shown = self.render([{"role": "user", "content": [{"type": "image", "image": probe},
+                                                          {"type": "text", "text": "x"}]}], True)
+        plain = self.render([{"role": "user", "content": [{"type": "text", "text": "x"}]}], True)
+        candidates = [getattr(processor, name, None) for name in ("image_token", "boi_token")]
+        markers = [m for m in candidates if isinstance(m, str) and shown.count(m) == plain.count(m) + 1]
+        if not markers:
+            raise ValueError(f"{model_name}: its chat template writes no image marker its processor knows "
+                             f"({', '.join(m for m in candidates if isinstance(m, str)) or 'none'})")
+        self.image_token = markers[0]
+        kwargs = {"return_tensors": "pt", "add_special_tokens": False}
+        one = processor(text=[self.image_token], images=[[probe]], **kwargs)
+        two = processor(text=[self.image_token * 2], images=[[probe, probe]], **kwargs)
+        shape = tuple(one["input_ids"].shape)
+        #: Per-token inputs (besides ids and mask) the processor returns, rebuilt by :meth:`token_types`.
+        self.per_token = [k for k, v in one.items() if k not in ("input_ids", "attention_mask")
+                          and isinstance(v, torch.Tensor) and tuple(v.shape) == shape]
+        #: Whether an image takes the same tokens however many the prompt holds (LLaVA-OneVision: fewer when there
+        #: are several), which a growing multi-turn sequence needs: its earlier images' tokens stay as they were.
+        image_ids = [getattr(config, "image_token_id", None), getattr(config, "image_token_index", None),
+                     *(getattr(processor, "image_token_ids", None) or [])]
+        image_ids = torch.tensor([i for i in image_ids if isinstance(i, int)])
+        count = lambda out: int(torch.isin(out["input_ids"], image_ids).sum())  # noqa: E731
+        self.images_keep_their_tokens = count(two) == 2 * count(one)
+
+    def _encode(self, texts: list[str], images: list[list[Image.Image]]) -> tuple[list[list[int]], dict]:
+        """Each text's token ids, its markers expanded by the processor for ``images`` (that text's images), and
+        the pixel inputs of them all (empty when there are none)."""
+        kwargs = {"return_tensors": "pt", "add_special_tokens": False}
+        if all(images) or not any(images):
+            out = self.processor(text=texts, images=images if any(images) else None, padding=True, **kwargs)
+            ids = [row[mask.bool()].tolist() for row, mask in zip(out["input_ids"], out["attention_mask"])]
+            return ids, {k: v for k, v in out.items() if k not in ("input_ids", "attention_mask", *self.per_token)}
+        ids = [self.processor(text=[t], images=[row] if row else None, **kwargs)["input_ids"][0].tolist()
+               for t, row in zip(texts, images)]
+        return ids, self.pixels(images)
+
+    def pixels(self, images: list[list[Image.Image]]) -> dict[str, torch.Tensor]:
+        """The processor's image inputs (pixels, grids, sizes, masks) for each row's images, in order."""
+        if not any(images):
+            return {}
+        rows = [row for row in images if row] if not all(images) else images
+        out = self.processor(text=[self.image_token * len(row) for row in rows], images=rows, return_tensors="pt",
+                             padding=True, add_special_tokens=False)
+        return {k: v for k, v in out.items() if k not in ("input_ids", "attention_mask", *self.per_token)}
+
+    def token_types(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.per_token:
+            return {}
+        types = torch.tensor(self.processor.create_mm_token_type_ids(input_ids.tolist()), dtype=torch.long)
+        return {key: types for key in self.per_token}
+
+    def prepare(self, conversations: Sequence[Sequence[Message]],
+                prefix_ids: Sequence[Sequence[int] | None] | None = None) -> dict[str, torch.Tensor]:
+        prefixes = list(prefix_ids) if prefix_ids is not None else [None] * len(conversations)
+        texts = self.texts(conversations, prefixes)
+        every = [self._images(c) for c in conversations]
+        new = [self.newest_images(text, row) for text, row in zip(texts, every)]
+        if not self.images_keep_their_tokens and any(p is not None and row for p, row in zip(prefixes, every)):
+            raise ValueError(f"{self.model_name}: its processor gives an image fewer tokens when a prompt holds "
+                             "several, so an episode with images cannot be one growing token sequence: use "
+                             "history 'last' (--history last)")
+        ids, pixels = self._encode(texts, new)
+        if any(p is not None for p in prefixes):
+            pixels = self.pixels(every)
+        inputs = self.tokenize_ids([list(p or []) + row for p, row in zip(prefixes, ids)])
+        return {**inputs, **pixels, **self.token_types(inputs["input_ids"])}
+
+    def image_inputs(self, conversations: Sequence[Sequence[Message]], input_ids: torch.Tensor) -> dict:
+        return {**self.pixels([self._images(c) for c in conversations]), **self.token_types(input_ids)}
 
 
 class RowSampler:
@@ -272,18 +386,71 @@ class RowSampler:
         return torch.full_like(scores, float("-inf")).scatter_(-1, tokens[:, None], 0.0)
 
 
-#: Image-text-to-text model types the agent drives: their model class.
-VL_MODEL_TYPES = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2_vl": "Qwen2VLForConditionalGeneration",
-                  "fast_vlm": "FastVlmForConditionalGeneration"}
-#: Config attributes naming a model's vision marker tokens (banned from responses).
-_MARKER_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+#: Image-text-to-text families the test suite builds and drives end to end (evaluation, multi-turn, training);
+#: any other image-text-to-text type with a processor and a chat template goes through :class:`ProcessorAdapter`.
+TESTED_VL_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_onevision", "idefics3", "smolvlm", "gemma3",
+                      "fast_vlm")
+#: Text chat families the test suite trains.
+TESTED_TEXT_FAMILIES = ("llama", "qwen2", "qwen3", "gemma3_text")
+#: Families with their own adapter: Qwen's image-token counts, pixel bounds and 3-D positions; our FastVLM.
+QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+#: Config and processor attributes naming a model's vision marker tokens (banned from responses).
+_MARKER_ATTRIBUTES = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",
+                      "vision_start_token_id", "vision_end_token_id", "boi_token_id", "boi_token_index",
+                      "eoi_token_id", "eoi_token_index")
+_MARKER_TOKENS = ("image_token", "video_token", "boi_token", "eoi_token", "fake_image_token", "global_image_tag",
+                  "vision_start_token", "vision_end_token")
 
 
-def image_adapter(model_name: str, tokenizer, config, *, min_pixels: int, max_pixels: int) -> ImageAdapter:
-    """The adapter of an image-text-to-text model type in :data:`VL_MODEL_TYPES`."""
+def is_vision_model(config) -> bool:
+    """Whether a model config is an image-text-to-text model (one ``AutoModelForImageTextToText`` loads)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+def model_class(model_name: str, config):
+    """The ``Auto*`` class that loads ``config``'s model, or a ValueError naming its type and the families we drive."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if is_vision_model(config):
+        return transformers.AutoModelForImageTextToText
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return transformers.AutoModelForCausalLM
+    raise ValueError(f"model type {config.model_type!r} ({model_name}) is neither a causal LM nor an "
+                     "image-text-to-text model; lmmr1 drives chat causal LMs (tested: "
+                     f"{', '.join(TESTED_TEXT_FAMILIES)}) and image-text-to-text models (tested: "
+                     f"{', '.join(TESTED_VL_FAMILIES)})")
+
+
+def image_adapter(model_name: str, path: str, tokenizer, config, *, min_pixels: int, max_pixels: int) -> ImageAdapter:
+    """The adapter of an image-text-to-text model: Qwen's and FastVLM's own, else the model's processor."""
     if config.model_type == "fast_vlm":
         return FastVlmAdapter(model_name, tokenizer, config)
-    return QwenVLAdapter(model_name, tokenizer, config, min_pixels=min_pixels, max_pixels=max_pixels)
+    if config.model_type in QWEN_VL_TYPES:
+        return QwenVLAdapter(model_name, tokenizer, config, min_pixels=min_pixels, max_pixels=max_pixels, path=path)
+    try:
+        processor = load_processor(path, tokenizer)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{model_name} ({config.model_type}): cannot load its processor, which lmmr1 needs to "
+                         f"turn images into model inputs: {exc}") from None
+    if processor is None:
+        raise ValueError(f"{model_name} ({config.model_type}) has no processor with an image processor and a "
+                         "tokenizer (processor_config.json / preprocessor_config.json), which lmmr1 needs to turn "
+                         f"images into model inputs (tested families: {', '.join(TESTED_VL_FAMILIES)})")
+    return ProcessorAdapter(model_name, processor, config)
+
+
+def marker_token_ids(config, adapter: TextAdapter) -> list[int]:
+    """The vision marker tokens of a VL model (image, video, image boundaries): one in a response would stand for
+    an image that is not there, so the policy never samples them."""
+    ids = {getattr(config, name, None) for name in _MARKER_ATTRIBUTES}
+    processor = getattr(adapter, "processor", None)
+    tokens = {getattr(processor, name, None) for name in _MARKER_TOKENS} | {getattr(adapter, "image_token", None)}
+    vocabulary = adapter.tokenizer.get_vocab()
+    ids |= {vocabulary.get(t) for t in tokens if isinstance(t, str)}
+    return sorted(int(i) for i in ids if isinstance(i, int) and i >= 0)
 
 
 class HFAgent(Agent):
@@ -300,7 +467,6 @@ class HFAgent(Agent):
     def __init__(self, model: str = "embedded", *, temperature: float = 0.0, max_new_tokens: int = 256,
                  seed: int = 0, demonstration: bool | None = None, min_pixels: int = DEFAULT_MIN_PIXELS,
                  max_pixels: int = DEFAULT_MAX_PIXELS, dtype: str = "float32", device: str = "cpu"):
-        import transformers
         from transformers import AutoConfig, AutoTokenizer
 
         self.name = model
@@ -316,29 +482,26 @@ class HFAgent(Agent):
         if demonstration is None:
             demonstration = model in EMBEDDED or bool(getattr(config, DEMONSTRATION_ATTRIBUTE, False))
         self.uses_demonstration = demonstration
+        loader = model_class(model, config)
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         torch_dtype = getattr(torch, dtype)
-        if config.model_type in VL_MODEL_TYPES:
-            model_class = getattr(transformers, VL_MODEL_TYPES[config.model_type])
-            self.model = model_class.from_pretrained(path, dtype=torch_dtype)
-            self.adapter: TextAdapter = image_adapter(model, tokenizer, config, min_pixels=min_pixels,
+        self.model = loader.from_pretrained(path, dtype=torch_dtype)
+        if is_vision_model(config):
+            self.adapter: TextAdapter = image_adapter(model, path, tokenizer, config, min_pixels=min_pixels,
                                                       max_pixels=max_pixels)
-            text_config = config.text_config
         else:
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
             self.adapter = TextAdapter(model, tokenizer)
-            text_config = config
         self.model.to(device).eval()
         self.tokenizer = tokenizer
+        #: What a saved folder needs beside the weights: the model's processor where it has one, else the tokenizer.
+        self.processor = getattr(self.adapter, "processor", None) or tokenizer
+        text_config = config.get_text_config()
         self.context = int(getattr(text_config, "max_position_embeddings", 0) or 1 << 30)
-        #: Tokens the policy never samples (the vision markers of VL models: one in a response would stand for an
-        #: image that is not there). The learner masks them too, so its log-probs are the sampler's.
-        self.banned_token_ids: list[int] = []
-        if config.model_type in VL_MODEL_TYPES:
-            self.banned_token_ids = sorted({int(getattr(config, name)) for name in _MARKER_ATTRIBUTES
-                                            if getattr(config, name, None) is not None})
+        #: Tokens the policy never samples (the vision markers of VL models). The learner masks them too, so its
+        #: log-probs are the sampler's.
+        self.banned_token_ids: list[int] = marker_token_ids(config, self.adapter) if is_vision_model(config) else []
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
 
@@ -370,10 +533,12 @@ class HFAgent(Agent):
             return replies
         sampler = RowSampler(seeds, self.temperature, self.banned_token_ids)
         # generate() only decodes greedily here: the sampler has already drawn each row's token.
-        out = self.model.generate(
-            **inputs, do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=[sampler],
-            max_new_tokens=self.max_new_tokens, return_dict_in_generate=True,
-            pad_token_id=self.tokenizer.pad_token_id)
+        # A clean generation config: the model's own may carry logits processors (Qwen2.5-VL's repetition penalty)
+        # that would change the distribution the sampler draws from but the learner does not reproduce.
+        config = GenerationConfig(do_sample=False, max_new_tokens=self.max_new_tokens,
+                                  eos_token_id=sorted(self.eos_ids), pad_token_id=self.tokenizer.pad_token_id,
+                                  return_dict_in_generate=True)
+        out = self.model.generate(**inputs, generation_config=config, logits_processor=[sampler])
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1]:]
         logprobs = torch.stack(sampler.logprobs, dim=1)
         responses = []

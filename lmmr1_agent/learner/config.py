@@ -61,8 +61,8 @@ class StageConfig:
     temperature: float = option(1.0, "sampling temperature for training rollouts")
     generate_max_len: int = option(48, "max new tokens per response")
     max_pixels: int = option(256 * 28 * 28, "image processor upper bound on pixels per image (image tokens x 784)")
-    freeze_prefix: list = option([], "parameter-name prefixes to freeze (embedded-vl: model.vision_tower. and "
-                                 "model.multi_modal_projector.; Qwen2.5-VL: model.visual.)")
+    freeze_prefix: list = option([], "parameters to freeze: vision_tower and projector (whatever the model's family "
+                                 "calls them), or parameter-name prefixes as written (Qwen2.5-VL: model.visual.)")
     history: str = option("auto", "multi-turn prompts: full (one growing token sequence), last (latest observation), "
                       "auto (the env's choice: last for Football, full elsewhere)")
     max_turns: int = option(8, "turns per episode before it is cut (multi-turn envs)")

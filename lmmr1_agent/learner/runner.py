@@ -12,6 +12,7 @@ import torch
 
 from lmmr1_agent.agents.hf import HFAgent
 from lmmr1_agent.learner.config import StageConfig
+from lmmr1_agent.models.parts import frozen_prefixes
 from lmmr1_agent.rollout import Episode, play_episodes, sampling_seed
 from lmmr1_agent.stats import mean_stderr
 
@@ -109,7 +110,7 @@ class EnvRunner:
         """
         if state_dict is not None:
             missing, unexpected = self.agent.model.load_state_dict(state_dict, strict=False)
-            frozen = tuple(self.config.freeze_prefix)
+            frozen = frozen_prefixes(self.agent.model, self.config.freeze_prefix)
             missing = [k for k in missing if not (frozen and k.startswith(frozen))]
             if missing or unexpected:
                 raise RuntimeError(f"the learner's weights do not fit the runner's model: missing {missing[:5]}, "

@@ -18,6 +18,7 @@ from lmmr1_agent.agents.hf import HFAgent, expanded_cache
 from lmmr1_agent.learner import algorithms as alg
 from lmmr1_agent.learner.config import StageConfig
 from lmmr1_agent.learner.samples import Sample
+from lmmr1_agent.models.parts import frozen_prefixes
 
 
 def train_mode(model: torch.nn.Module) -> torch.nn.Module:
@@ -67,8 +68,10 @@ class Learner:
 
     def __init__(self, config: StageConfig, agent: HFAgent):
         self.config, self.agent, self.model = config, agent, agent.model
+        #: The parameter-name prefixes ``config.freeze_prefix`` means for this model (aliases resolved).
+        self.frozen = frozen_prefixes(self.model, config.freeze_prefix)
         for name, param in self.model.named_parameters():
-            if any(name.startswith(prefix) for prefix in config.freeze_prefix):
+            if name.startswith(self.frozen):
                 param.requires_grad_(False)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not trainable:
@@ -84,7 +87,7 @@ class Learner:
         self.critic: ValueModel | None = None
         self.critic_optimizer = None
         if config.advantage_estimator == "gae":
-            self.critic = ValueModel(self.model, config.freeze_prefix)
+            self.critic = ValueModel(self.model, self.frozen)
             self.critic_optimizer = torch.optim.AdamW([p for p in self.critic.parameters() if p.requires_grad],
                                                       lr=config.critic_learning_rate, betas=tuple(config.adam_betas),
                                                       weight_decay=config.weight_decay)
@@ -317,8 +320,9 @@ class Learner:
 
     @staticmethod
     def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        keys = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
-        return {k: batch[k] for k in keys if k in batch}
+        """The model's inputs in a batch: ids, mask and whatever the adapter added (pixels, grids, image sizes, token
+        types), without the learner's own entries."""
+        return {k: v for k, v in batch.items() if k not in ("mask", "old_logprobs")}
 
     @staticmethod
     def _place(rows: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:

@@ -70,7 +70,7 @@ def stage_policy(config: StageConfig, model_path: str) -> HFAgent:
 def save_final(final: Path, agent: HFAgent, summary: dict) -> None:
     """The stage's result: a ``save_pretrained`` folder whose ``summary.json``, written last, marks it done."""
     tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=final.parent))
-    save_model_folder(tmp, agent.model, agent.tokenizer)
+    save_model_folder(tmp, agent.model, agent.processor)
     (tmp / SUMMARY).write_text(json.dumps(summary, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -95,11 +95,11 @@ class LearnerHost:
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The weights the runners need: everything but the frozen prefixes (they never change)."""
-        frozen = tuple(self.config.freeze_prefix)
+        frozen = self.learner.frozen
         return {k: v for k, v in self.learner.state_dict().items() if not (frozen and k.startswith(frozen))}
 
     def save_checkpoint(self, stage_dir: str, step: int, state: dict[str, Any]) -> None:
-        save_checkpoint(Path(stage_dir), step, self.agent.model, self.agent.tokenizer, self.learner.optimizer,
+        save_checkpoint(Path(stage_dir), step, self.agent.model, self.agent.processor, self.learner.optimizer,
                         self.learner.scheduler, state, keep=self.config.keep_checkpoints,
                         extra=self.learner.extra_state())
 
