@@ -50,13 +50,13 @@ def main() -> None:
     for _ in range(args.repeats):
         for share in (True, False):
             agent.model.load_state_dict(start)
-            learner = Learner(config, agent)
-            learner.share_prefix = share
-            batch = learner._batch(samples[: config.micro_train_batch_size])
+            learner = Learner(config, agent.policy)
+            learner.policy.share_prefix = share
+            batch = learner.policy.sequences(samples[: config.micro_train_batch_size])
             with torch.no_grad():
-                logprobs[share] = learner._logprobs(agent.model, batch)[0]
+                logprobs[share] = learner.policy.logprobs(batch)[0]
             if share:
-                prefix = learner._shared_prefix(agent.model, batch)
+                prefix = learner.policy._shared_prefix(agent.model, batch)
             tick = time.monotonic()
             learner.update(samples)
             seconds[share].append(time.monotonic() - tick)

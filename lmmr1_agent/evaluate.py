@@ -39,6 +39,7 @@ from lmmr1_agent.cli import (
     option,
     parse_env_spec,
 )
+from lmmr1_agent.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
 from lmmr1_agent.report import ReportWriter
 from lmmr1_agent.rollout import HISTORY_MODES, Episode, play_episodes
 from lmmr1_agent.stats import mean_stderr
@@ -81,6 +82,9 @@ class EvalConfig:
     demonstration: bool | None = option(None, "send the env's solved example exchange first (default: the agent's "
                                         "choice)", type=bool)
     output: str = option("runs/eval", "folder for results.json, episodes.jsonl and report.html")
+    device: str = option("auto", f"where a Hugging Face model runs: {DEVICE_CHOICES} (auto: CUDA when torch sees one)")
+    dtype: str = option("auto", f"a Hugging Face model's weights: {', '.join(DTYPES)} (auto: bfloat16 on a GPU, "
+                        "float32 on a CPU)")
 
     def env_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """Each ``--env`` as ``(id, kwargs)``, its kwargs' split or else ``split``; a ConfigError on bad JSON."""
@@ -99,6 +103,10 @@ class EvalConfig:
             raise ConfigError(f"--min-pixels {self.min_pixels} is above --max-pixels {self.max_pixels}")
         for env_id, kwargs in self.env_specs():
             check_env(env_id, kwargs, f"--env {env_id}")
+        try:
+            resolve_dtype(self.dtype, resolve_device(self.device))
+        except ValueError as exc:
+            raise ConfigError(f"--{exc}") from None
         check_output_dir(self.output, "--output")
         return self
 
@@ -162,12 +170,14 @@ def main(argv: list[str] | None = None) -> int:
 def _evaluate(config: EvalConfig, progress: bool = True) -> int:
     specs, output = config.env_specs(), Path(config.output)
     try:
+        device = resolve_device(config.device)
         agent = make_agent(config.agent, seed=config.seed, temperature=config.temperature,
                            max_new_tokens=config.max_new_tokens, demonstration=config.demonstration,
                            api_model=config.api_model, api_key=os.environ.get(config.api_key_env),
                            max_concurrency=config.max_concurrency, min_pixels=config.min_pixels,
                            max_pixels=config.max_pixels, request_timeout=config.request_timeout,
-                           request_budget=config.request_budget)
+                           request_budget=config.request_budget, device=device,
+                           dtype=resolve_dtype(config.dtype, device))
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise ConfigError(f"--agent {config.agent}: {exc}") from None
     rows, seeds = [], list(range(config.seed, config.seed + config.episodes))

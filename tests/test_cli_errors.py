@@ -50,6 +50,8 @@ CASES = {
     "lmmr1_agent.evaluate": [
         (["--episodes", "abc"], "argument --episodes: invalid int value: 'abc'"),
         (["--episodes", "0"], "--episodes must be at least 1"),
+        (["--device", "cuda:1"], "--device 'cuda:1': torch 2.13.0+cpu sees no CUDA device on this machine"),
+        (["--dtype", "half"], "--dtype must be one of auto, float32, bfloat16, float16, got 'half'"),
         (["--batch-size", "-3"], "--batch-size must be at least 1"),
         (["--temperature", "nan"], "--temperature"),
         (["--max-new-tokens", "0"], "--max-new-tokens"),
@@ -105,6 +107,10 @@ CASES = {
         (["--stage", "fre", "--adam-betas", "[2, 0.5]"], "adam_betas must be two numbers in [0, 1)"),
         (["--stage", "fre", "--freeze-prefix", '"model."'], "freeze_prefix must be list, got 'model.'"),
         (["--stage", "fre", "--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' not found"),
+        (["--stage", "fre", "--device", "cuda"], "device 'cuda': torch 2.13.0+cpu sees no CUDA device on this machine"),
+        (["--stage", "fre", "--device", "gpu"], "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        (["--stage", "fre", "--dtype", "fp8"], "dtype must be one of auto, float32, bfloat16, float16, got 'fp8'"),
+        (["--stage", "fre", "--attn-implementation", "magic"], "attn_implementation must be one of auto, eager"),
         (["--config", "/nonexistent.yaml"], "--config names one stage's file"),
     ],
     "lmmr1_agent.align": [

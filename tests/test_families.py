@@ -67,11 +67,11 @@ def test_the_learner_scores_a_multi_turn_image_sequence_with_the_samplers_logpro
     config = tiny_config(folder, "unused", stage="mgt", history="full", generate_max_len=4,
                          envs=[{"id": "LMMR1/Sokoban-v0", "weight": 1.0, "kwargs": {}}],
                          freeze_prefix=["vision_tower", "projector"])
-    learner = Learner(config, agent)
-    batch = learner._batch(episodes_to_samples(episodes, [0, 0]))
+    learner = Learner(config, agent.policy)
+    batch = learner.policy.sequences(episodes_to_samples(episodes, [0, 0]))
     train_mode(agent.model)
     with torch.no_grad():
-        logp, _ = learner._logprobs(agent.model, batch)
+        logp, _ = learner.policy.logprobs(batch)
     mask = batch["mask"]
     assert torch.allclose(logp[mask], batch["old_logprobs"][mask], atol=1e-5)
 
@@ -114,11 +114,11 @@ def test_one_mgt_step_from_the_base_model_keeps_the_vision_side_frozen(family, t
 def _text_logprobs_match(folder) -> bool:
     agent = HFAgent(str(folder), temperature=1.0, max_new_tokens=4, seed=0)
     episodes = list(play_episodes(lambda: gym.make("LMMR1/TextMath-v0"), agent, [0, 1], demonstration=False))
-    learner = Learner(tiny_config(folder, "unused", generate_max_len=4), agent)
-    batch = learner._batch(episodes_to_samples(episodes, [0, 0]))
+    learner = Learner(tiny_config(folder, "unused", generate_max_len=4), agent.policy)
+    batch = learner.policy.sequences(episodes_to_samples(episodes, [0, 0]))
     train_mode(agent.model)
     with torch.no_grad():
-        logp, _ = learner._logprobs(agent.model, batch)
+        logp, _ = learner.policy.logprobs(batch)
     return torch.allclose(logp[batch["mask"]], batch["old_logprobs"][batch["mask"]], atol=1e-5)
 
 

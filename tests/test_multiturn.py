@@ -97,10 +97,10 @@ def test_the_learner_scores_a_sequence_with_the_samplers_logprobs(tiny_llama):
     agent = HFAgent(str(tiny_llama), temperature=1.0, max_new_tokens=6, seed=2)
     episodes = list(play_episodes(lambda: gym.make("Toy/Countdown-v0"), agent, [3, 3], history="full",
                                   demonstration=False))
-    learner = Learner(config, agent)
-    batch = learner._batch(episodes_to_samples(episodes, [0, 0]))
+    learner = Learner(config, agent.policy)
+    batch = learner.policy.sequences(episodes_to_samples(episodes, [0, 0]))
     with torch.no_grad():
-        logp, _ = learner._logprobs(agent.model, batch)
+        logp, _ = learner.policy.logprobs(batch)
     mask = batch["mask"]
     assert torch.allclose(logp[mask], batch["old_logprobs"][mask], atol=1e-4)
 
@@ -131,14 +131,14 @@ def test_images_of_every_turn_travel_with_the_sequence(tiny_vlm):
         assert not set(agent.banned_token_ids) & set(turn.response_ids)  # vision markers are never sampled
     config = tiny_config(tiny_vlm, "unused", stage="mgt", history="full", generate_max_len=4,
                          max_pixels=56 * 56, envs=[{"id": "LMMR1/Sokoban-v0", "weight": 1.0, "kwargs": {}}])
-    learner = Learner(config, agent)
+    learner = Learner(config, agent.policy)
     samples = episodes_to_samples(episodes, [0, 0])
-    batch = learner._batch(samples)
+    batch = learner.policy.sequences(samples)
     images = batch["image_grid_thw"] if "image_grid_thw" in batch else batch["pixel_values"]
     assert images.shape[0] == 6  # three turns' images for each of the two sequences
     train_mode(agent.model)  # what update() runs in: batch norms must still use their running statistics
     with torch.no_grad():
-        logp, _ = learner._logprobs(agent.model, batch)
+        logp, _ = learner.policy.logprobs(batch)
     agent.model.eval()
     assert torch.allclose(logp[batch["mask"]], batch["old_logprobs"][batch["mask"]], atol=1e-4)
     learner.update(samples)

@@ -262,7 +262,7 @@ def test_every_estimator_trains_and_resumes(tiny_llama, tmp_path, estimator):
         from lmmr1_agent.learner.checkpoint import load_trainer_state
         from lmmr1_agent.learner.trainer import Learner
 
-        learner = Learner(config, HFAgent(str(last), max_new_tokens=4))
+        learner = Learner(config, HFAgent(str(last), max_new_tokens=4).policy)
         before = {k: v.clone() for k, v in learner.critic.state_dict().items()}
         load_trainer_state(last, learner.optimizer, learner.scheduler, learner.extra_state())
         saved = torch.load(last / "critic.pt", weights_only=True)
@@ -296,10 +296,10 @@ def test_skipping_zero_advantage_groups_gives_the_update_without_skipping(tiny_l
     before = {k: v.clone() for k, v in agents[0].model.state_dict().items()}
     runs = []
     for agent, skip in zip(agents, (True, False)):
-        learner = Learner(dataclasses.replace(config, skip_zero_advantage_groups=skip), agent)
+        learner = Learner(dataclasses.replace(config, skip_zero_advantage_groups=skip), agent.policy)
         # A shared prompt changes the order of float sums with the rows a micro-batch holds, and AdamW turns the
         # last bits of a near-zero gradient into whole steps: compare the arithmetic of the skip bit for bit.
-        learner.share_prefix = False
+        learner.policy.share_prefix = False
         runs.append((learner.update(samples), agent.model.state_dict()))
     (skipped, with_skip), (full, without_skip) = runs
     assert skipped["rollout/zero_advantage_share"] == 0.75 and full["rollout/zero_advantage_share"] == 0.0
@@ -363,12 +363,12 @@ def test_a_prompt_the_rows_share_runs_once_with_the_same_logprobs_and_gradients(
     samples = episodes_to_samples(*EnvRunner(config, agent).collect(0))
     samples = [dataclasses.replace(s, response_ids=s.response_ids[: 2 + i % 4], logprobs=s.logprobs[: 2 + i % 4])
                for i, s in enumerate(samples)]
-    learner = Learner(config, agent)
+    learner = Learner(config, agent.policy)
     for micro in (samples[:3], samples, samples[:1]):
-        batch = learner._batch(micro)
+        batch = learner.policy.sequences(micro)
         prompt = len(micro[0].prompt_ids)
-        learner.share_prefix = True
-        shared = learner._shared_prefix(agent.model, batch)
+        learner.policy.share_prefix = True
+        shared = learner.policy._shared_prefix(agent.model, batch)
         if len(micro) == 1:
             assert shared == 0
         elif len({tuple(s.prompt_ids) for s in micro}) == 1:
@@ -379,9 +379,9 @@ def test_a_prompt_the_rows_share_runs_once_with_the_same_logprobs_and_gradients(
             assert 0 < shared == int((batch["input_ids"][0] == agent.model.config.image_token_id).int().argmax())
         results = []
         for share in (True, False):
-            learner.share_prefix = share
+            learner.policy.share_prefix = share
             agent.model.zero_grad()
-            logp, _ = learner._logprobs(agent.model, batch)
+            logp, _ = learner.policy.logprobs(batch)
             (logp * batch["mask"]).sum().backward()
             results.append((logp.detach(), {n: p.grad.clone() for n, p in agent.model.named_parameters()
                                             if p.grad is not None}))

@@ -11,7 +11,8 @@ __all__ = ["AGENTS", "Agent", "Response", "make_agent"]
 def make_agent(spec: str, *, seed: int = 0, temperature: float = 0.0, max_new_tokens: int = 256,
                demonstration: bool | None = None, api_model: str | None = None, api_key: str | None = None,
                max_concurrency: int = 8, min_pixels: int | None = None, max_pixels: int | None = None,
-               request_timeout: float | None = None, request_budget: float | None = None) -> Agent:
+               request_timeout: float | None = None, request_budget: float | None = None, device: str = "cpu",
+               dtype: str = "float32") -> Agent:
     """The agent ``spec`` names.
 
     - a scripted name from :data:`AGENTS` (``idle``, ``random``, ``oracle``, game agents);
@@ -22,8 +23,8 @@ def make_agent(spec: str, *, seed: int = 0, temperature: float = 0.0, max_new_to
       blind tower), a local folder or a hub id.
 
     ``request_timeout`` / ``request_budget`` (seconds per try / over all tries) apply to the endpoint only;
-    None keeps :class:`~lmmr1_agent.agents.openai_http.OpenAIAgent`'s defaults. A name that is none of these,
-    or a folder that does not exist, is a ValueError naming it.
+    None keeps :class:`~lmmr1_agent.agents.openai_http.OpenAIAgent`'s defaults; ``device`` and ``dtype`` place a
+    Hugging Face model. A name that is none of these, or a folder that does not exist, is a ValueError naming it.
     """
     if spec in AGENTS:
         return AGENTS[spec](seed=seed)
@@ -55,4 +56,4 @@ def make_agent(spec: str, *, seed: int = 0, temperature: float = 0.0, max_new_to
     from lmmr1_agent.agents.hf import HFAgent
 
     return HFAgent(spec, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-                   demonstration=demonstration, **pixels)
+                   demonstration=demonstration, device=device, dtype=dtype, **pixels)

@@ -22,23 +22,12 @@ from lmmr1_agent.agents.base import Agent, Response
 from lmmr1_agent.agents.processors import load_processor
 from lmmr1_agent.models.embedded import EMBEDDED, resolve_model
 from lmmr1_agent.models.saving import DEMONSTRATION_ATTRIBUTE
+from lmmr1_agent.policy import Policy
 from lmmr1_env.types import Message
 
 #: Default image pixel limits for Qwen-style processors (the paper's range is 4·28² to 16384·28²).
 DEFAULT_MIN_PIXELS = 4 * 28 * 28
 DEFAULT_MAX_PIXELS = 256 * 28 * 28
-
-
-def expanded_cache(cache, rows: int):
-    """A ``DynamicCache`` holding the keys and values of ``cache`` (one row: a prefix every row shares) for
-    ``rows`` rows, as views, not copies; a forward pass appends to it, and gradients through it sum over the rows
-    (the same as running the prefix in every row)."""
-    from transformers import DynamicCache
-
-    out = DynamicCache()
-    for index, layer in enumerate(cache.layers):
-        out.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), index)
-    return out
 
 
 def _has_images(conversation: Sequence[Message]) -> bool:
@@ -466,12 +455,13 @@ class HFAgent(Agent):
 
     def __init__(self, model: str = "embedded", *, temperature: float = 0.0, max_new_tokens: int = 256,
                  seed: int = 0, demonstration: bool | None = None, min_pixels: int = DEFAULT_MIN_PIXELS,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, dtype: str = "float32", device: str = "cpu"):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, dtype: str = "float32", device: str = "cpu",
+                 attn_implementation: str | None = None):
         from transformers import AutoConfig, AutoTokenizer
 
         self.name = model
         path = resolve_model(model)
-        self.temperature, self.max_new_tokens, self.device = float(temperature), int(max_new_tokens), device
+        self.max_new_tokens = int(max_new_tokens)
         self._seeds = np.random.default_rng(seed)  # row seeds when the caller gives none
         try:
             config = AutoConfig.from_pretrained(path)
@@ -487,23 +477,37 @@ class HFAgent(Agent):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         torch_dtype = getattr(torch, dtype)
-        self.model = loader.from_pretrained(path, dtype=torch_dtype)
+        attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        network = loader.from_pretrained(path, dtype=torch_dtype, **attention).to(device).eval()
         if is_vision_model(config):
-            self.adapter: TextAdapter = image_adapter(model, path, tokenizer, config, min_pixels=min_pixels,
-                                                      max_pixels=max_pixels)
+            adapter: TextAdapter = image_adapter(model, path, tokenizer, config, min_pixels=min_pixels,
+                                                 max_pixels=max_pixels)
         else:
-            self.adapter = TextAdapter(model, tokenizer)
-        self.model.to(device).eval()
-        self.tokenizer = tokenizer
-        #: What a saved folder needs beside the weights: the model's processor where it has one, else the tokenizer.
-        self.processor = getattr(self.adapter, "processor", None) or tokenizer
+            adapter = TextAdapter(model, tokenizer)
         text_config = config.get_text_config()
         self.context = int(getattr(text_config, "max_position_embeddings", 0) or 1 << 30)
-        #: Tokens the policy never samples (the vision markers of VL models). The learner masks them too, so its
-        #: log-probs are the sampler's.
-        self.banned_token_ids: list[int] = marker_token_ids(config, self.adapter) if is_vision_model(config) else []
-        eos = self.model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
+        eos = network.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
+        #: The model, its adapter and the sampling rules the learner shares (:class:`~lmmr1_agent.policy.Policy`).
+        self.policy = Policy(network, adapter, temperature=temperature, eos_ids=eos,
+                             banned_token_ids=marker_token_ids(config, adapter) if is_vision_model(config) else ())
+
+    # The policy's parts, as the rollout, the runners and the tests read them.
+    model = property(lambda self: self.policy.model)
+    adapter = property(lambda self: self.policy.adapter)
+    tokenizer = property(lambda self: self.policy.tokenizer)
+    processor = property(lambda self: self.policy.processor)
+    banned_token_ids = property(lambda self: self.policy.banned_token_ids)
+    eos_ids = property(lambda self: self.policy.eos_ids)
+
+    @property
+    def temperature(self) -> float:
+        return self.policy.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.policy.temperature = float(value)
+
 
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
         return self.respond(conversations, infos)
@@ -512,7 +516,7 @@ class HFAgent(Agent):
     def respond(self, conversations: Sequence[list[Message]], infos: Sequence[dict], *,
                 prefix_ids: Sequence[list[int] | None] | None = None,
                 seeds: Sequence[int] | None = None) -> list[Response]:
-        inputs = {k: v.to(self.device) for k, v in self.adapter.prepare(conversations, prefix_ids).items()}
+        inputs = self.policy.prompt_inputs(conversations, prefix_ids)
         if seeds is None:
             seeds = self._seeds.integers(1 << 62, size=len(conversations)).tolist()
         lengths = inputs["attention_mask"].sum(dim=1).tolist()

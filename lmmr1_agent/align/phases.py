@@ -321,7 +321,7 @@ class SharedOpening:
 
     def cache(self, model, batch: int):
         """A cache holding the opening's keys and values for ``batch`` rows (a forward pass appends to it)."""
-        from lmmr1_agent.agents.hf import expanded_cache
+        from lmmr1_agent.policy import expanded_cache
 
         return expanded_cache(model.model.language_model(input_ids=self.ids[None], use_cache=True).cache, batch)
 

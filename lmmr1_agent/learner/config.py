@@ -17,12 +17,15 @@ from typing import Any
 import yaml
 
 from lmmr1_agent.cli import ConfigError, add_config_options, check_env, check_model, option, parse_env_spec
+from lmmr1_agent.devices import DEVICE_CHOICES, DTYPES, check_device_spec, resolve_device, resolve_dtype
 from lmmr1_agent.learner.algorithms import AGGREGATIONS, ESTIMATORS, KL_ESTIMATORS
 from lmmr1_agent.rollout import HISTORY_MODES
 
 __all__ = ["FIELDS", "STAGES", "ConfigError", "StageConfig", "add_arguments", "check_envs", "load_yaml", "resolve"]
 
 STAGES = ("fre", "mgt")
+#: Attention kernels transformers offers (auto: its default for the model, sdpa where it has one).
+ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
 
 
 
@@ -78,6 +81,12 @@ class StageConfig:
     output_dir: str = option("runs/default", "run folder; fre/ and mgt/ live inside it")
     from_base: bool = option(False, "mgt only: start from the base model instead of fre/final (Direct-RL baseline)")
     threads: int = option(0, "torch CPU threads (0: torch's default)")
+    device: str = option("auto", f"where the policy runs: {DEVICE_CHOICES} (auto: CUDA when torch sees one)")
+    dtype: str = option("auto", f"the policy's weights: {', '.join(DTYPES)} (auto: bfloat16 on a GPU, float32 on a "
+                        "CPU); below float32 the optimizer keeps float32 master weights")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory, slower)")
+    attn_implementation: str = option("auto", "attention kernel: auto (transformers' default, sdpa), eager, sdpa or "
+                                      "flash_attention_2")
     num_env_runners: int = option(0, "Ray env-runner actors (0: runner and learner in this process, the default)")
     ray_address: str = option("", "Ray cluster to join: auto, HOST:PORT or ray://...; empty starts a local one")
     ray_object_store_mb: int = option(0, "object store of a local Ray cluster in MB (0: 256 + twice the weights)")
@@ -143,6 +152,16 @@ class StageConfig:
             check_model(self.model)
         except ValueError as exc:
             raise ConfigError(f"model: {exc}") from None
+        try:
+            check_device_spec(self.device)
+            resolve_dtype(self.dtype, "cpu")
+            if self.num_env_runners == 0 and not self.ray_address:  # Ray actors check on their own machines
+                resolve_device(self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.attn_implementation not in ATTENTION:
+            raise ConfigError(f"attn_implementation must be one of {', '.join(ATTENTION)}, got "
+                              f"{self.attn_implementation!r}")
         for i, env in enumerate(self.envs):
             if not isinstance(env, dict) or "id" not in env or set(env) - {"id", "weight", "kwargs"}:
                 raise ConfigError(f"envs[{i}] must be {{id, weight, kwargs}}, got {env!r}")

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmmr1_agent.agents.hf import HFAgent, expanded_cache
 from lmmr1_agent.learner import algorithms as alg
 from lmmr1_agent.learner.config import StageConfig
 from lmmr1_agent.learner.samples import Sample
 from lmmr1_agent.models.parts import frozen_prefixes
+from lmmr1_agent.policy import Policy
 
 
 def train_mode(model: torch.nn.Module) -> torch.nn.Module:
@@ -30,6 +30,41 @@ def train_mode(model: torch.nn.Module) -> torch.nn.Module:
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.eval()
     return model
+
+
+class MasterWeights:
+    """What an optimizer steps for some trainable weights: the weights themselves when they are float32, else float32
+    copies of them, copied back after every step. AdamW on bfloat16 weights rounds an update below about 2^-8 of a
+    weight away, so at LMM-R1's learning rates (1e-6) the policy would never move."""
+
+    def __init__(self, weights: Sequence[torch.nn.Parameter]):
+        self.weights = list(weights)
+        self.copies = any(w.dtype != torch.float32 for w in self.weights)
+        self.params = ([w.detach().float().clone().requires_grad_() for w in self.weights] if self.copies
+                       else self.weights)
+
+    def gather(self) -> None:
+        """Move the weights' gradients onto the float32 copies (nothing to do without copies)."""
+        if self.copies:
+            for weight, master in zip(self.weights, self.params):
+                master.grad = None if weight.grad is None else weight.grad.float()
+                weight.grad = None
+
+    @torch.no_grad()
+    def scatter(self) -> None:
+        """Write the stepped float32 copies back into the weights."""
+        if self.copies:
+            for weight, master in zip(self.weights, self.params):
+                weight.copy_(master)
+
+    def state_dict(self) -> dict[str, list[torch.Tensor]]:
+        return {"params": [m.detach() for m in self.params] if self.copies else []}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, list[torch.Tensor]]) -> None:
+        for master, saved in zip(self.params if self.copies else [], state.get("params", [])):
+            master.copy_(saved)
+        self.scatter()
 
 
 class ValueModel(torch.nn.Module):
@@ -44,7 +79,8 @@ class ValueModel(torch.nn.Module):
         for name, param in self.body.named_parameters():
             param.requires_grad_(not any(name.startswith(p) for p in freeze_prefix))
         hidden = self.body.config.get_text_config().hidden_size
-        self.head = torch.nn.Linear(hidden, 1)
+        first = next(self.body.parameters())
+        self.head = torch.nn.Linear(hidden, 1, device=first.device, dtype=first.dtype)
         torch.nn.init.normal_(self.head.weight, std=1 / (hidden + 1))
         torch.nn.init.zeros_(self.head.bias)
 
@@ -53,21 +89,12 @@ class ValueModel(torch.nn.Module):
         return self.head(hidden).squeeze(-1)[:, :-1].float()
 
 
-#: Models whose forward continues a cache at plain sequence positions, so a prompt the rows of a micro-batch share
-#: can run once (:meth:`Learner._logprobs`). Qwen2-VL's 3-D multimodal positions are left out: they run in full.
-SHARED_PREFIX_MODELS = ("LlamaForCausalLM", "Qwen2ForCausalLM", "FastVlmForConditionalGeneration",
-                        "LlavaForConditionalGeneration")
-
-
 class Learner:
-    """Clipped policy-gradient updates on a Hugging Face model, micro-batched with gradient accumulation."""
+    """Clipped policy-gradient updates on a :class:`~lmmr1_agent.policy.Policy` (the sampler's own: its
+    :meth:`~lmmr1_agent.policy.Policy.logprobs` are the sampling ones), micro-batched with gradient accumulation."""
 
-    #: Run a prompt the rows of a micro-batch share once (the group's 8 samples have one prompt); off: every row
-    #: runs its whole sequence. The same log-probs and gradients either way (tested).
-    share_prefix = True
-
-    def __init__(self, config: StageConfig, agent: HFAgent):
-        self.config, self.agent, self.model = config, agent, agent.model
+    def __init__(self, config: StageConfig, policy: Policy):
+        self.config, self.policy, self.model = config, policy, policy.model
         #: The parameter-name prefixes ``config.freeze_prefix`` means for this model (aliases resolved).
         self.frozen = frozen_prefixes(self.model, config.freeze_prefix)
         for name, param in self.model.named_parameters():
@@ -76,8 +103,13 @@ class Learner:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError(f"freeze_prefix {config.freeze_prefix} froze every parameter")
-        self.optimizer = torch.optim.AdamW(trainable, lr=config.actor_learning_rate, betas=tuple(config.adam_betas),
-                                           weight_decay=config.weight_decay)
+        if config.gradient_checkpointing:
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            # a checkpointed forward in training mode keeps no cache, which a shared prompt continues from
+            policy.share_prefix = False
+        self.masters = MasterWeights(trainable)
+        self.optimizer = torch.optim.AdamW(self.masters.params, lr=config.actor_learning_rate,
+                                           betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         # beta = 0 means no reference model at all (docs/algorithms.md §2).
         self.reference = None
@@ -85,111 +117,18 @@ class Learner:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
         # PPO (gae) needs a critic: the policy's network with a scalar head, trained beside it.
         self.critic: ValueModel | None = None
-        self.critic_optimizer = None
+        self.critic_optimizer = self.critic_masters = None
         if config.advantage_estimator == "gae":
             self.critic = ValueModel(self.model, self.frozen)
-            self.critic_optimizer = torch.optim.AdamW([p for p in self.critic.parameters() if p.requires_grad],
-                                                      lr=config.critic_learning_rate, betas=tuple(config.adam_betas),
-                                                      weight_decay=config.weight_decay)
+            self.critic_masters = MasterWeights([p for p in self.critic.parameters() if p.requires_grad])
+            self.critic_optimizer = torch.optim.AdamW(self.critic_masters.params, lr=config.critic_learning_rate,
+                                                      betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.config
         if cfg.lr_scheduler == "constant":
             return 1.0
         return alg.cosine_factor(step, cfg.num_steps, int(cfg.lr_warmup_ratio * cfg.num_steps))
-
-    def _batch(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-        """Right-padded prompt+response ids, the response mask (shifted to predict-next positions), images."""
-        width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
-        pad = self.agent.tokenizer.pad_token_id
-        ids = torch.full((len(samples), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(samples), width), dtype=torch.long)
-        mask = torch.zeros((len(samples), width - 1), dtype=torch.bool)
-        old = torch.zeros((len(samples), width - 1))
-        for row, s in enumerate(samples):
-            seq = s.prompt_ids + s.response_ids
-            ids[row, : len(seq)] = torch.tensor(seq)
-            attention[row, : len(seq)] = 1
-            start = len(s.prompt_ids) - 1  # logits at position t predict token t + 1
-            mask[row, start : start + len(s.response_ids)] = (
-                True if s.response_mask is None else torch.tensor(s.response_mask))
-            old[row, start : start + len(s.response_ids)] = torch.tensor(s.logprobs)
-        batch = {"input_ids": ids, "attention_mask": attention, "mask": mask, "old_logprobs": old}
-        batch.update(self.agent.adapter.image_inputs([s.conversation for s in samples], ids))
-        return batch
-
-    def _logprobs(self, model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs ``(batch, seq - 1)`` of the taken tokens, and the logits from the first response position on.
-
-        Only positions from the earliest response token on get logits (``logits_to_keep``): the prompt's
-        full-vocabulary logits were most of the backward's memory. A prefix every row shares (a group's prompt:
-        system prompt, demonstration, figure and question) runs once at batch size 1 and the rows continue from its
-        keys and values (:meth:`_shared_prefix`): a group of 8 samples of 25 tokens after a 200-token prompt costs
-        400 token positions instead of 1800.
-        """
-        mask = batch["mask"]
-        start = int(mask.any(dim=0).nonzero()[0]) if mask.any() else mask.shape[1]
-        shared = self._shared_prefix(model, batch)
-        if shared:
-            logits = self._prefix_logits(model, batch, shared, start)[:, :-1]
-        else:
-            keep = mask.shape[1] + 1 - start  # sequence positions start .. width - 1
-            logits = model(**self._inputs(batch), logits_to_keep=keep).logits[:, :-1]
-        logits = logits.float() / self.config.temperature
-        banned = getattr(self.agent, "banned_token_ids", None)
-        if banned:  # the sampler never draws them (HFAgent.banned_token_ids): the same distribution here
-            logits = logits.index_fill(-1, torch.tensor(banned), float("-inf"))
-        logp = torch.log_softmax(logits, dim=-1)
-        taken = logp.gather(-1, batch["input_ids"][:, start + 1 :, None]).squeeze(-1)
-        full = torch.zeros(mask.shape, dtype=taken.dtype)
-        full = torch.cat([full[:, :start], taken], dim=1)
-        return full, logits
-
-    def _shared_prefix(self, model, batch: dict[str, torch.Tensor]) -> int:
-        """How many leading tokens every row of ``batch`` has in common within its prompt (0: run rows in full).
-
-        0 too for a single row, a model outside :data:`SHARED_PREFIX_MODELS`, inputs beyond ids, mask and pixels,
-        or images on both sides of the split (the prefix must hold all of them or none). Where the same
-        image tokens stand for different images (two groups' figures), only the text before them is shared."""
-        ids, attention, mask = batch["input_ids"], batch["attention_mask"], batch["mask"]
-        extra = set(self._inputs(batch)) - {"input_ids", "attention_mask", "pixel_values"}
-        if not self.share_prefix or len(ids) < 2 or extra or type(model).__name__ not in SHARED_PREFIX_MODELS:
-            return 0
-        limit = int(mask.int().argmax(dim=1).min()) + 1  # the shortest prompt: its last position predicts
-        same = ((ids[:, :limit] == ids[:1, :limit]) & (attention[:, :limit] == 1)).all(dim=0)
-        shared = limit if bool(same.all()) else int((~same).int().argmax())
-        image = getattr(model.config, "image_token_id", None)
-        if shared < 2 or image is None or "pixel_values" not in batch:
-            return shared if shared >= 2 else 0
-        before, after = bool((ids[:, :shared] == image).any()), bool((ids[:, shared:] == image).any())
-        if before and after:
-            return 0
-        if before:  # the same image tokens stand for every row's images: the images must be the same too
-            pixels = batch["pixel_values"]
-            first = pixels[: len(pixels) // len(ids)]
-            if len(pixels) % len(ids) or not torch.equal(pixels, first.repeat(len(ids), *[1] * (pixels.dim() - 1))):
-                shared = int((ids[0] == image).int().argmax())  # share the text before the first image only
-        return shared if shared >= 2 else 0
-
-    def _prefix_logits(self, model, batch: dict[str, torch.Tensor], shared: int, start: int) -> torch.Tensor:
-        """Logits ``(batch, seq - start, vocab)`` for positions ``start ..`` (``start >= shared - 1``): the shared
-        prefix in one row, then every row's rest on its expanded keys and values (gradients reach the prefix
-        through both)."""
-        ids, attention = batch["input_ids"], batch["attention_mask"]
-        head = {"input_ids": ids[:1, :shared], "attention_mask": attention[:1, :shared]}
-        rest = {"input_ids": ids[:, shared:], "attention_mask": attention}
-        if "pixel_values" in batch:  # each row's images are all in the prefix (the same ones) or all after it
-            image = model.config.image_token_id
-            if bool((ids[0, :shared] == image).any()):
-                head["pixel_values"] = batch["pixel_values"][: len(batch["pixel_values"]) // len(ids)]
-            else:
-                rest["pixel_values"] = batch["pixel_values"]
-        out = model(**head, use_cache=True, logits_to_keep=1)
-        tail = model(**rest, cache=expanded_cache(out.cache, len(ids)),
-                     logits_to_keep=ids.shape[1] - max(start, shared)).logits
-        if start < shared:  # the prefix's last position predicts the first response token
-            return torch.cat([out.logits.expand(len(ids), -1, -1), tail], dim=1)
-        return tail
 
     def _experience(self, samples: list[Sample], shaped: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """OpenRLHF's "make experience": reference log-probs, values, token rewards, advantages and returns.
@@ -202,23 +141,24 @@ class Learner:
         with torch.no_grad():
             for lo in range(0, len(samples), cfg.micro_train_batch_size):
                 micro = samples[lo : lo + cfg.micro_train_batch_size]
-                batch = self._batch(micro)
+                batch = self.policy.sequences(micro)
                 mask = batch["mask"]
                 kl = None
                 if self.reference is not None:
-                    ref_logp, _ = self._logprobs(self.reference, batch)
+                    ref_logp, _ = self.policy.logprobs(batch, self.reference)
                     kl = alg.kl_estimate(batch["old_logprobs"], ref_logp, cfg.kl_estimator)
-                values = self.critic(**self._inputs(batch)) if self.critic is not None else None
+                values = self.critic(**Policy.model_inputs(batch)) if self.critic is not None else None
                 reward_kl = 0.0 if cfg.use_kl_loss else cfg.init_kl_coef
-                rewards = alg.token_rewards(shaped[lo : lo + len(micro)], kl, mask, reward_kl)
+                rewards = alg.token_rewards(shaped[lo : lo + len(micro)].to(mask.device), kl, mask, reward_kl)
                 advantages, returns = alg.advantages_and_returns(rewards, mask, cfg.advantage_estimator,
                                                                  values=values, gamma=cfg.gamma, lam=cfg.lambd)
                 for row in range(len(micro)):
                     keep = mask[row]
+                    none = torch.zeros(int(keep.sum()), device=mask.device)
                     out["advantages"].append(advantages[row][keep])
                     out["returns"].append(returns[row][keep])
-                    out["values"].append(values[row][keep] if values is not None else torch.zeros(int(keep.sum())))
-                    out["kl"].append(kl[row][keep] if kl is not None else torch.zeros(int(keep.sum())))
+                    out["values"].append(values[row][keep] if values is not None else none)
+                    out["kl"].append(kl[row][keep] if kl is not None else none)
         if alg.needs_whitening(cfg.advantage_estimator) and out["advantages"]:
             flat = torch.cat(out["advantages"])
             whitened = alg.whiten(flat[None], torch.ones_like(flat, dtype=torch.bool)[None])[0]
@@ -237,7 +177,7 @@ class Learner:
         row = {i: k for k, i in enumerate(keep)}  # sample index -> its row in experience
         experience = self._experience([samples[i] for i in keep], shaped[keep])
         tokens = [len(s.response_ids) if s.response_mask is None else sum(s.response_mask) for s in samples]
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self.masters.params
         losses, value_losses, clips, grad_norms, skipped = [], [], [], [], 0
         train_mode(self.model)
         # The layout of optimizer steps and micro-batches is the one without skipping, so skipping is exact: a
@@ -266,6 +206,9 @@ class Learner:
                         chunk_values.append(value_loss.item() * share)
                     chunk_losses.append(loss.item() * share)
                     clips.append(stats["clip_fraction"])
+                self.masters.gather()
+                if self.critic_masters is not None:
+                    self.critic_masters.gather()
                 if not any(i in row for i in chunk):
                     # AdamW still steps on an all-zero gradient (its moments decay, its step count advances), as
                     # it would without skipping.
@@ -274,7 +217,7 @@ class Learner:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_norm))
                 critic_norm = 0.0
                 if self.critic_optimizer is not None:
-                    critic_norm = float(torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_norm))
+                    critic_norm = float(torch.nn.utils.clip_grad_norm_(self.critic_masters.params, cfg.max_norm))
                 if not all(math.isfinite(x) for x in (*chunk_losses, *chunk_values, grad_norm, critic_norm)):
                     # One bad number would poison AdamW's moments for good: drop this update, keep the state.
                     skipped += 1
@@ -286,15 +229,17 @@ class Learner:
                 value_losses.extend(chunk_values)
                 grad_norms.append(grad_norm)
                 self.optimizer.step()
+                self.masters.scatter()
                 if self.critic_optimizer is not None:
                     self.critic_optimizer.step()
+                    self.critic_masters.scatter()
         if skipped:
             warnings.warn(f"skipped {skipped} update(s) with a non-finite loss or gradient; weights and optimizer "
                           "state left as they were", RuntimeWarning, stacklevel=2)
         if grad_norms:  # the schedule advances with the steps that updated the policy
             self.scheduler.step()
         self.model.eval()
-        kl_tokens = torch.cat(experience["kl"]) if experience["kl"] else torch.zeros(0)
+        kl_tokens = torch.cat(experience["kl"]).cpu() if experience["kl"] else torch.zeros(0)
         metrics.update({"losses/skipped_updates": skipped,
                         "losses/policy": float(np.mean(losses)) if losses else 0.0,
                         "losses/clip_fraction": float(np.mean(clips)) if clips else 0.0,
@@ -319,15 +264,9 @@ class Learner:
         return signal[inverse] > 0
 
     @staticmethod
-    def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The model's inputs in a batch: ids, mask and whatever the adapter added (pixels, grids, image sizes, token
-        types), without the learner's own entries."""
-        return {k: v for k, v in batch.items() if k not in ("mask", "old_logprobs")}
-
-    @staticmethod
     def _place(rows: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """Per-sample 1-D response tensors laid out in the micro-batch's ``(batch, seq)`` mask."""
-        out = torch.zeros(mask.shape)
+        out = torch.zeros(mask.shape, device=mask.device)
         for row, values in enumerate(rows):
             out[row, mask[row]] = values
         return out
@@ -335,15 +274,15 @@ class Learner:
     def _micro_loss(self, samples: list[Sample], experience: dict[str, list[torch.Tensor]]
                     ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
         cfg = self.config
-        batch = self._batch(samples)
+        batch = self.policy.sequences(samples)
         mask = batch["mask"]
-        logp, logits = self._logprobs(self.model, batch)
+        logp, logits = self.policy.logprobs(batch)
         advantages = self._place(experience["advantages"], mask)
         loss, stats = alg.policy_loss(logp, batch["old_logprobs"], advantages, mask, clip_eps=cfg.eps_clip,
                                       aggregation=cfg.loss_aggregation, max_len=cfg.generate_max_len)
         if self.reference is not None and cfg.use_kl_loss:
             with torch.no_grad():
-                ref_logp, _ = self._logprobs(self.reference, batch)
+                ref_logp, _ = self.policy.logprobs(batch, self.reference)
             loss = loss + alg.kl_loss(logp, ref_logp, mask, cfg.kl_estimator, cfg.loss_aggregation,
                                       kl_coef=cfg.init_kl_coef, max_len=cfg.generate_max_len)
         if cfg.entropy_coef:
@@ -351,17 +290,21 @@ class Learner:
             loss = loss - cfg.entropy_coef * alg.entropy(logits, response, cfg.loss_aggregation, cfg.generate_max_len)
         value_loss = None
         if self.critic is not None:
-            values = self.critic(**self._inputs(batch))
+            values = self.critic(**Policy.model_inputs(batch))
             value_loss, _ = alg.value_loss(values, self._place(experience["values"], mask),
                                            self._place(experience["returns"], mask), mask, clip=cfg.value_clip,
                                            aggregation=cfg.loss_aggregation, max_len=cfg.generate_max_len)
         return loss, value_loss, stats
 
     def extra_state(self) -> dict[str, Any]:
-        """What a checkpoint needs besides the policy, optimizer and scheduler: the critic and its optimizer."""
+        """What a checkpoint needs besides the policy, optimizer and scheduler: float32 master weights where the
+        weights are lower precision, the critic and its optimizer."""
+        extra = {"master_weights": self.masters} if self.masters.copies else {}
         if self.critic is None:
-            return {}
-        return {"critic": self.critic, "critic_optimizer": self.critic_optimizer}
+            return extra
+        if self.critic_masters.copies:
+            extra["critic_master_weights"] = self.critic_masters
+        return {**extra, "critic": self.critic, "critic_optimizer": self.critic_optimizer}
 
     def state_dict(self) -> dict[str, Any]:
         """The current policy weights, for runners that hold their own copy."""

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from lmmr1_agent.agents.hf import HFAgent
+from lmmr1_agent.devices import resolve_device, resolve_dtype
 from lmmr1_agent.learner.checkpoint import load_trainer_state, save_checkpoint
 from lmmr1_agent.learner.config import StageConfig
 from lmmr1_agent.learner.runner import EnvRunner
@@ -60,8 +61,11 @@ class LearnerDied(RuntimeError):
 
 def stage_policy(config: StageConfig, model_path: str) -> HFAgent:
     """The policy of a stage, as the runners and the learner load it."""
+    device = resolve_device(config.device)
     agent = HFAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
-                    seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels)
+                    seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels,
+                    device=device, dtype=resolve_dtype(config.dtype, device),
+                    attn_implementation=None if config.attn_implementation == "auto" else config.attn_implementation)
     # checkpoints and final/ remember the prompt they were trained with: evaluate then sends the same by default
     setattr(agent.model.config, DEMONSTRATION_ATTRIBUTE, bool(config.demonstration))
     return agent
@@ -83,7 +87,7 @@ class LearnerHost:
     def __init__(self, config: StageConfig, model_path: str):
         torch.manual_seed(config.seed)  # a critic head is the only fresh initialisation
         self.agent = stage_policy(config, model_path)
-        self.learner = Learner(config, self.agent)
+        self.learner = Learner(config, self.agent.policy)
         self.config = config
 
     def restore(self, checkpoint: str) -> dict[str, Any]:
