@@ -52,19 +52,21 @@ def test_evaluate_prints_its_table_on_a_picture_env_and_a_multi_turn_game(family
 
 
 def test_the_learner_scores_a_multi_turn_image_sequence_with_the_samplers_logprobs(family):
-    """Two-turn Sokoban episodes as one growing sequence (an image per turn): in its training mode the learner
-    reproduces every sampled token's log-prob to 1e-5; the vision markers are never sampled."""
+    """Two-turn Sokoban episodes as one growing sequence (an image per turn; LLaVA-OneVision: a turn per prompt): in
+    its training mode the learner reproduces every sampled token's log-prob to 1e-5; vision markers are never
+    sampled."""
     name, folder = family
     agent = HFAgent(str(folder), temperature=1.0, max_new_tokens=4, seed=0)
     make = lambda: gym.make("LMMR1/Sokoban-v0", mode="step", image_size=(40, 48))  # noqa: E731
-    if name in NOT_GROWING:
+    history = "full"
+    if name in NOT_GROWING:  # a clear error, then each turn as a fresh prompt with its own image
         with pytest.raises(ValueError, match="--history last"):
             list(play_episodes(make, agent, [0], history="full", demonstration=False, max_turns=2))
-        return
-    episodes = list(play_episodes(make, agent, [0, 1], history="full", demonstration=False, max_turns=2))
+        history = "last"
+    episodes = list(play_episodes(make, agent, [0, 1], history=history, demonstration=False, max_turns=2))
     assert [len(e.turns) for e in episodes] == [2, 2]
     assert not any(set(agent.banned_token_ids) & set(t.response_ids) for e in episodes for t in e.turns)
-    config = tiny_config(folder, "unused", stage="mgt", history="full", generate_max_len=4,
+    config = tiny_config(folder, "unused", stage="mgt", history=history, generate_max_len=4,
                          envs=[{"id": "LMMR1/Sokoban-v0", "weight": 1.0, "kwargs": {}}],
                          freeze_prefix=["vision_tower", "projector"])
     learner = Learner(config, agent.policy)
