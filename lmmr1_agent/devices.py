@@ -1,5 +1,5 @@
-"""Where a model runs and in which precision: ``--device auto|cpu|cuda[:N]`` and ``--dtype auto|float32|bfloat16|
-float16``, resolved once, with one-line errors for what this machine cannot do."""
+"""Where a model runs and in which precision: ``--device auto|cpu|cuda[:N]`` and ``--dtype auto|float32|bfloat16``,
+resolved once, with one-line errors for what this machine cannot do."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import re
 import torch
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: float16 is left out: without loss scaling its gradients underflow.
+DTYPES = ("auto", "float32", "bfloat16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 

@@ -70,8 +70,9 @@ class EvalConfig:
                                    metavar="SECONDS")
     temperature: float = option(0.0, "sampling temperature; 0 is greedy")
     max_new_tokens: int = option(256, "response length limit in tokens")
-    min_pixels: int | None = option(None, "image processor lower bound on pixels per image", type=int)
-    max_pixels: int | None = option(None, "image processor upper bound on pixels per image", type=int)
+    min_pixels: int | None = option(None, "Qwen-VL image processor lower bound on pixels per image", type=int)
+    max_pixels: int | None = option(None, "Qwen-VL image processor upper bound on pixels per image (other families "
+                                    "use their processor's own image sizes)", type=int)
     episodes: int = option(100, "episodes per environment")
     seed: int = option(0, "first env seed; episode k plays seed + k")
     split: str = option("test", "split for envs whose kwargs do not set one", choices=SPLITS)

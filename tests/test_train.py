@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import tests.toy_env  # noqa: F401  (registers Toy/Digits-v0)
+from lmmr1_agent.agents.hf import HFAgent
 from lmmr1_agent.learner.checkpoint import latest_checkpoint, save_checkpoint
 from lmmr1_agent.learner.config import ConfigError, resolve
 from lmmr1_agent.train import format_summary, main, run_stage
@@ -71,6 +72,22 @@ def test_kl_penalty_and_reference_model(tiny_llama, tmp_path):
     run_stage(config, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "fre" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["losses/kl"] != 0.0
+
+
+def test_a_resumed_run_keeps_the_stage_start_as_its_kl_reference(tiny_llama, tmp_path):
+    """The policy resumes from the checkpoint; the reference must stay the model the stage started from."""
+    from lmmr1_agent.learner.workers import LearnerHost
+
+    config = tiny_config(tiny_llama, tmp_path, num_steps=3, init_kl_coef=0.05, save_every=1, eval_prompts=2,
+                         advantage_estimator="reinforce_baseline")
+    run_stage(config, progress=False)
+    checkpoint = latest_checkpoint(tmp_path / "fre")
+    host = LearnerHost(config, str(checkpoint))
+    trained = {k: v.clone() for k, v in host.learner.reference.state_dict().items()}
+    host.restore(str(checkpoint))
+    start = HFAgent(str(tiny_llama)).model.state_dict()
+    assert any(not torch.equal(trained[k], start[k]) for k in start)  # the checkpoint did train
+    assert all(torch.equal(host.learner.reference.state_dict()[k], start[k]) for k in start)
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_llama, tmp_path):

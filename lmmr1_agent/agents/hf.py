@@ -1,9 +1,10 @@
 """Hugging Face agents: any chat causal LM, and image-text-to-text models through small adapters.
 
-An adapter turns chat messages into model inputs. ``TextAdapter`` serves every causal LM with a chat
-template; ``ImageAdapter`` adds images for models whose template writes one marker per image:
-``QwenVLAdapter`` (Qwen2-VL, Qwen2.5-VL, the Qwen graft) and ``FastVlmAdapter`` (the embedded ``embedded-vl``).
-Another VLM family is one more ``process_images`` (pixels and tokens per image).
+An adapter turns chat messages into model inputs, the same for sampling and for the learner. ``TextAdapter``
+serves every causal LM with a chat template; ``ProcessorAdapter`` every image-text-to-text model through its own
+chat template and ``AutoProcessor``; ``QwenVLAdapter`` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, the Qwen graft) and
+``FastVlmAdapter`` (the embedded ``embedded-vl``) are the families with code of their own. The model, its adapter
+and the sampling rules are the :class:`~lmmr1_agent.policy.Policy` the learner shares.
 """
 
 from __future__ import annotations
@@ -418,7 +419,11 @@ def image_adapter(model_name: str, path: str, tokenizer, config, *, min_pixels: 
     if config.model_type == "fast_vlm":
         return FastVlmAdapter(model_name, tokenizer, config)
     if config.model_type in QWEN_VL_TYPES:
-        return QwenVLAdapter(model_name, tokenizer, config, min_pixels=min_pixels, max_pixels=max_pixels, path=path)
+        try:
+            return QwenVLAdapter(model_name, tokenizer, config, min_pixels=min_pixels, max_pixels=max_pixels,
+                                 path=path)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{model_name} ({config.model_type}): cannot load its processor: {exc}") from None
     try:
         processor = load_processor(path, tokenizer)
     except (ValueError, TypeError, KeyError) as exc:
@@ -507,7 +512,6 @@ class HFAgent(Agent):
     @temperature.setter
     def temperature(self, value: float) -> None:
         self.policy.temperature = float(value)
-
 
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
         return self.respond(conversations, infos)

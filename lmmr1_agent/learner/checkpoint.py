@@ -172,11 +172,14 @@ def latest_checkpoint(stage_dir: Path, *, report=lambda line: print(line, file=s
 def load_trainer_state(checkpoint: Path, optimizer, scheduler, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Restore optimizer, scheduler, ``extra`` objects and RNG states from ``checkpoint``; return its state."""
     state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu"))
     for name, thing in (extra or {}).items():
-        thing.load_state_dict(torch.load(checkpoint / f"{name}.pt", weights_only=True))
+        path = checkpoint / f"{name}.pt"
+        if name.endswith("master_weights") and not path.is_file():
+            continue  # a checkpoint written in float32: the masters start from the loaded weights
+        thing.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True)["torch"])
+    torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True, map_location="cpu")["torch"])
     version, internal, gauss = state["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     np.random.set_state(state["numpy_rng"])

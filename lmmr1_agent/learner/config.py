@@ -63,7 +63,8 @@ class StageConfig:
     entropy_coef: float = option(0.0, "entropy bonus coefficient")
     temperature: float = option(1.0, "sampling temperature for training rollouts")
     generate_max_len: int = option(48, "max new tokens per response")
-    max_pixels: int = option(256 * 28 * 28, "image processor upper bound on pixels per image (image tokens x 784)")
+    max_pixels: int = option(256 * 28 * 28, "Qwen-VL image processor upper bound on pixels per image (image tokens x "
+                             "784); other families use their processor's own image sizes")
     freeze_prefix: list = option([], "parameters to freeze: vision_tower and projector (whatever the model's family "
                                  "calls them), or parameter-name prefixes as written (Qwen2.5-VL: model.visual.)")
     history: str = option("auto", "multi-turn prompts: full (one growing token sequence), last (latest observation), "
@@ -79,11 +80,12 @@ class StageConfig:
     keep_checkpoints: int = option(2, "numbered checkpoints kept (the newest ones)")
     seed: int = option(0, "run seed: env seeds, sampling and initialisation derive from it")
     output_dir: str = option("runs/default", "run folder; fre/ and mgt/ live inside it")
-    from_base: bool = option(False, "mgt only: start from the base model instead of fre/final (Direct-RL baseline)")
+    from_base: bool = option(False, "mgt only: start from model itself instead of this run's fre/final (the Direct-RL "
+                             "baseline, or another run's FRE result)")
     threads: int = option(0, "torch CPU threads (0: torch's default)")
     device: str = option("auto", f"where the policy runs: {DEVICE_CHOICES} (auto: CUDA when torch sees one)")
     dtype: str = option("auto", f"the policy's weights: {', '.join(DTYPES)} (auto: bfloat16 on a GPU, float32 on a "
-                        "CPU); below float32 the optimizer keeps float32 master weights")
+                        "CPU; under Ray, the learner's GPUs decide for all); bfloat16 trains float32 master weights")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory, slower)")
     attn_implementation: str = option("auto", "attention kernel: auto (transformers' default, sdpa), eager, sdpa or "
                                       "flash_attention_2")

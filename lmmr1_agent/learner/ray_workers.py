@@ -85,8 +85,10 @@ class LearnerActor(LearnerHost):
 
     def weights_arrays(self) -> dict[str, np.ndarray]:
         """The weights as NumPy arrays: Ray stores them out of band and runners read them without a copy
-        (pickled torch tensors took 4-8x longer to move here)."""
-        return {k: v.detach().cpu().numpy() for k, v in self.weights().items()}
+        (pickled torch tensors took 4-8x longer to move here). NumPy has no bfloat16: those travel as float32 and
+        the runner's ``load_state_dict`` casts them back into its own weights."""
+        return {k: (v.detach().float() if v.dtype == torch.bfloat16 else v.detach()).cpu().numpy()
+                for k, v in self.weights().items()}
 
 
 def _resources(cpus: float, gpus: float, memory_mb: int) -> dict[str, Any]:

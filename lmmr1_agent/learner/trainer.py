@@ -44,11 +44,13 @@ class MasterWeights:
                        else self.weights)
 
     def gather(self) -> None:
-        """Move the weights' gradients onto the float32 copies (nothing to do without copies)."""
+        """Add the weights' gradients into the float32 copies' and clear them (nothing to do without copies). Called
+        after every micro-batch, so gradient accumulation happens in float32."""
         if self.copies:
             for weight, master in zip(self.weights, self.params):
-                master.grad = None if weight.grad is None else weight.grad.float()
-                weight.grad = None
+                if weight.grad is not None:
+                    master.grad = weight.grad.float() if master.grad is None else master.grad.add_(weight.grad)
+                    weight.grad = None
 
     @torch.no_grad()
     def scatter(self) -> None:
@@ -180,6 +182,8 @@ class Learner:
         params = self.masters.params
         losses, value_losses, clips, grad_norms, skipped = [], [], [], [], 0
         train_mode(self.model)
+        if self.critic is not None:
+            train_mode(self.critic)  # (gradient checkpointing applies in training mode only)
         # The layout of optimizer steps and micro-batches is the one without skipping, so skipping is exact: a
         # skipped micro-batch adds 0, a partly skipped one is scaled to its whole denominator (alg.kept_share).
         for _ in range(cfg.max_epochs):
@@ -201,14 +205,13 @@ class Learner:
                                            cfg.loss_aggregation)
                     scale = share * len(micro) / len(chunk)
                     (loss * scale).backward()
+                    self.masters.gather()
                     if value_loss is not None:
                         (value_loss * scale).backward()
+                        self.critic_masters.gather()
                         chunk_values.append(value_loss.item() * share)
                     chunk_losses.append(loss.item() * share)
                     clips.append(stats["clip_fraction"])
-                self.masters.gather()
-                if self.critic_masters is not None:
-                    self.critic_masters.gather()
                 if not any(i in row for i in chunk):
                     # AdamW still steps on an all-zero gradient (its moments decay, its step count advances), as
                     # it would without skipping.
@@ -239,6 +242,8 @@ class Learner:
         if grad_norms:  # the schedule advances with the steps that updated the policy
             self.scheduler.step()
         self.model.eval()
+        if self.critic is not None:
+            self.critic.eval()
         kl_tokens = torch.cat(experience["kl"]).cpu() if experience["kl"] else torch.zeros(0)
         metrics.update({"losses/skipped_updates": skipped,
                         "losses/policy": float(np.mean(losses)) if losses else 0.0,
@@ -295,6 +300,13 @@ class Learner:
                                            self._place(experience["returns"], mask), mask, clip=cfg.value_clip,
                                            aggregation=cfg.loss_aggregation, max_len=cfg.generate_max_len)
         return loss, value_loss, stats
+
+    def load_reference(self, folder: str) -> None:
+        """Reload the KL reference from the stage's starting model ``folder``. On a resume the policy is loaded from
+        the checkpoint, so the reference copied from it would move with every resume; it must stay the start."""
+        if self.reference is not None:
+            start = type(self.model).from_pretrained(folder, dtype=next(self.model.parameters()).dtype)
+            self.reference.load_state_dict(start.state_dict())
 
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint needs besides the policy, optimizer and scheduler: float32 master weights where the

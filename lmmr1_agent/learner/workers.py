@@ -62,9 +62,11 @@ class LearnerDied(RuntimeError):
 def stage_policy(config: StageConfig, model_path: str) -> HFAgent:
     """The policy of a stage, as the runners and the learner load it."""
     device = resolve_device(config.device)
+    # Under Ray, runners and the learner must sample and score in one precision: the learner's GPUs decide.
+    where = ("cuda" if config.learner_num_gpus > 0 else "cpu") if config.num_env_runners else device
     agent = HFAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
                     seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels,
-                    device=device, dtype=resolve_dtype(config.dtype, device),
+                    device=device, dtype=resolve_dtype(config.dtype, where),
                     attn_implementation=None if config.attn_implementation == "auto" else config.attn_implementation)
     # checkpoints and final/ remember the prompt they were trained with: evaluate then sends the same by default
     setattr(agent.model.config, DEMONSTRATION_ATTRIBUTE, bool(config.demonstration))
@@ -91,8 +93,11 @@ class LearnerHost:
         self.config = config
 
     def restore(self, checkpoint: str) -> dict[str, Any]:
-        return load_trainer_state(Path(checkpoint), self.learner.optimizer, self.learner.scheduler,
-                                  self.learner.extra_state())
+        state = load_trainer_state(Path(checkpoint), self.learner.optimizer, self.learner.scheduler,
+                                   self.learner.extra_state())
+        if state.get("start"):
+            self.learner.load_reference(state["start"])
+        return state
 
     def update(self, samples: list[Sample]) -> dict[str, float]:
         return self.learner.update(samples)
