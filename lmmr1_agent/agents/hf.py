@@ -302,7 +302,7 @@ class ProcessorAdapter(ImageAdapter):
         if all(images) or not any(images):
             out = self.processor(text=texts, images=images if any(images) else None, padding=True, **kwargs)
             ids = [row[mask.bool()].tolist() for row, mask in zip(out["input_ids"], out["attention_mask"])]
-            return ids, {k: v for k, v in out.items() if k not in ("input_ids", "attention_mask", *self.per_token)}
+            return ids, self._image_part(out)
         ids = [self.processor(text=[t], images=[row] if row else None, **kwargs)["input_ids"][0].tolist()
                for t, row in zip(texts, images)]
         return ids, self.pixels(images)
@@ -314,6 +314,10 @@ class ProcessorAdapter(ImageAdapter):
         rows = [row for row in images if row] if not all(images) else images
         out = self.processor(text=[self.image_token * len(row) for row in rows], images=rows, return_tensors="pt",
                              padding=True, add_special_tokens=False)
+        return self._image_part(out)
+
+    def _image_part(self, out) -> dict[str, torch.Tensor]:
+        """A processor output without its per-token entries (ids, mask, token types): the image inputs."""
         return {k: v for k, v in out.items() if k not in ("input_ids", "attention_mask", *self.per_token)}
 
     def token_types(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
