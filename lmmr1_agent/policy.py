@@ -36,6 +36,9 @@ class Policy:
     #: Run a prompt the rows of a micro-batch share once (the group's 8 samples have one prompt); off: every row
     #: runs its whole sequence. The same log-probs and gradients either way (tested).
     share_prefix = True
+    #: What runs the policy's own forward passes in :meth:`logprobs`: the model, or an engine wrapping it (DeepSpeed's,
+    #: whose forward does the bookkeeping its gradient accumulation needs).
+    forward = None
 
     def __init__(self, model: torch.nn.Module, adapter, *, temperature: float, banned_token_ids: Iterable[int] = (),
                  eos_ids: Iterable[int] = ()):
@@ -108,7 +111,7 @@ class Policy:
             logits = self._prefix_logits(model, batch, shared, start)[:, :-1]
         else:
             keep = mask.shape[1] + 1 - start  # sequence positions start .. width - 1
-            logits = model(**self.model_inputs(batch), logits_to_keep=keep).logits[:, :-1]
+            logits = self._run(model)(**self.model_inputs(batch), logits_to_keep=keep).logits[:, :-1]
         logits = logits.float() / self.temperature
         if self.banned_token_ids:  # the sampler never draws them: the same distribution here
             logits = logits.index_fill(-1, torch.tensor(self.banned_token_ids, device=logits.device), float("-inf"))
@@ -157,12 +160,15 @@ class Policy:
                 head["pixel_values"] = batch["pixel_values"][: len(batch["pixel_values"]) // len(ids)]
             else:
                 rest["pixel_values"] = batch["pixel_values"]
-        out = model(**head, use_cache=True, logits_to_keep=1)
-        tail = model(**rest, cache=expanded_cache(out.cache, len(ids)),
+        out = self._run(model)(**head, use_cache=True, logits_to_keep=1)
+        tail = self._run(model)(**rest, cache=expanded_cache(out.cache, len(ids)),
                      logits_to_keep=ids.shape[1] - max(start, shared)).logits
         if start < shared:  # the prefix's last position predicts the first response token
             return torch.cat([out.logits.expand(len(ids), -1, -1), tail], dim=1)
         return tail
+
+    def _run(self, model):
+        return self.forward if model is self.model and self.forward is not None else model
 
     @staticmethod
     def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

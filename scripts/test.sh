@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: install (with the test extra), make sure a headless Chromium is there for the HTML
+# The test command: install (with the test and deepspeed extras), make sure a headless Chromium is there for the HTML
 # report tests, then run the whole pytest suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +11,6 @@ if ! command -v chromedriver >/dev/null 2>&1; then
     exit 1
   fi
 fi
-EXTRAS=test bash scripts/install.sh
+EXTRAS=test,deepspeed bash scripts/install.sh
+bash scripts/vllm_env/install.sh || echo "warning: the vLLM environment did not install; tests/test_vllm.py is skipped" >&2
 .venv/bin/python -m pytest "$@"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +33,24 @@ def tiny_llama(tmp_path_factory):
     from tests.tiny_models import build_llama
 
     return build_llama(tmp_path_factory.mktemp("tiny-llama"), max_positions=2048)
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int, **env: str):
+    """A local Ray cluster (docs/machine.md's settings: no auth, a 256 MB object store, no dashboard) whose processes
+    import this checkout and see ``env``; the environment is restored and the cluster stopped afterwards."""
+    import ray
+
+    env = {"RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    ray.init(num_cpus=num_cpus, object_store_memory=256 * 1024**2, include_dashboard=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 import tests.toy_env  # noqa: F401  (registers the toy envs here; the actors import them by module name)
 from lmmr1_agent.train import run_stage
+from tests.conftest import local_ray
 from tests.test_train import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,19 +47,9 @@ def local_cluster(tmp_path_factory):
 
     Its processes see ``LMMR1_TOY_PIDS``: where SlowDigits envs leave the pid of the runner playing them.
     """
-    import ray
-
     pids = tmp_path_factory.mktemp("runner-pids")
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "PYTHONPATH", "LMMR1_TOY_PIDS")}
-    os.environ.update({"RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT), "LMMR1_TOY_PIDS": str(pids)})
-    ray.init(num_cpus=4, object_store_memory=STORE, include_dashboard=False)
-    yield pids
-    ray.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with local_ray(4, LMMR1_TOY_PIDS=str(pids)):
+        yield pids
     assert not _wait_until_no_ray_process(), "Ray processes left behind"
 
 
@@ -192,3 +183,34 @@ def test_training_on_a_cluster_started_separately(tiny_llama, tmp_path):
     assert [r["step"] for r in rows] == [1, 2] and rows[-1]["ray/weights_version"] == 2
     assert (tmp_path / "fre" / "final" / "summary.json").is_file()
     assert not _wait_until_no_ray_process(), "Ray processes left behind"
+
+
+def test_colocate_puts_each_learner_rank_and_its_runner_in_one_bundle(tiny_llama, tmp_path, local_cluster):
+    """``--colocate``: learner rank 0 and runner 0 share bundle 0 of one placement group (one node, one group), and
+    a step trains there."""
+    import ray
+
+    from lmmr1_agent.learner.ray_workers import RayWorkers
+    from lmmr1_agent.learner.samples import episodes_to_samples
+
+    config = tiny_config(tiny_llama, tmp_path, envs=DIGITS, num_steps=1, eval_prompts=2, num_env_runners=1,
+                         colocate=True)
+    workers = RayWorkers(config, str(tiny_llama))
+    try:
+        learner, runner = ray.get([workers.learners[0].placement.remote(), workers.runners[0].placement.remote()])
+        assert learner == runner and learner[1] == workers.group.id.hex()
+        metrics = workers.update(episodes_to_samples(*workers.collect(0)))
+        assert metrics["ray/weights_version"] == 1
+    finally:
+        workers.close()
+
+
+def test_a_placement_the_cluster_cannot_hold_is_a_clear_error(tiny_llama, tmp_path, local_cluster, monkeypatch):
+    from lmmr1_agent.learner import ray_workers
+    from lmmr1_agent.learner.config import ConfigError
+
+    monkeypatch.setattr(ray_workers, "PLACEMENT_TIMEOUT_S", 2)
+    config = tiny_config(tiny_llama, tmp_path, envs=DIGITS, num_steps=1, num_env_runners=1, colocate=True,
+                         learner_num_gpus=1.0)  # this cluster has no GPU
+    with pytest.raises(ConfigError, match="could not place 1 bundles"):
+        ray_workers.RayWorkers(config, str(tiny_llama))

@@ -261,8 +261,24 @@ def _build_qwen_vl(folder: Path, seed: int, config_class, model_class, processor
     torch.manual_seed(seed)
     model = model_class(config)
     processor = processor_class(image_processor=_qwen_image_processor(patch, **(norm or {})), tokenizer=tokenizer,
-                                video_processor=None, chat_template=template)
+                                video_processor=_qwen_video_processor(config_class), chat_template=template)
     return _save(folder, model, processor, _generation_config(tokenizer, "<|im_end|>", "<|endoftext|>"))
+
+
+def _qwen_video_processor(config_class):
+    """None where transformers cannot build a video processor (no torchvision: lmmr1's CPU install); with torchvision
+    (vLLM's environment) the family's default, which its processor then requires."""
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available():
+        return None
+    if config_class.__name__.startswith("Qwen3"):
+        from transformers import Qwen3VLVideoProcessor
+
+        return Qwen3VLVideoProcessor()
+    from transformers import Qwen2VLVideoProcessor
+
+    return Qwen2VLVideoProcessor()
 
 
 def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
@@ -276,16 +292,20 @@ def build_qwen2_vl(folder: Path, seed: int = 0) -> Path:
                           QWEN2_VL_TEMPLATE, vision, rope, patch=8)
 
 
-def build_qwen2_5_vl(folder: Path, seed: int = 0) -> Path:
-    """Qwen2.5-VL: patch 8, merge 2, window 32 px (one full-attention block)."""
+def build_qwen2_5_vl(folder: Path, seed: int = 0, heads_of: int = 16) -> Path:
+    """Qwen2.5-VL: patch 8, merge 2, window 32 px (one full-attention block); 4 text heads of ``heads_of`` (vLLM's
+    CPU attention needs 32 or more)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-    vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+    hidden = 4 * heads_of
+    vision = {"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden,
               "patch_size": 8, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 32,
               "fullatt_block_indexes": [0]}
-    rope = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]}
+    section = heads_of // 2  # M-RoPE's temporal, height and width shares of the rotary half
+    rope = {"rope_type": "default", "rope_theta": 1_000_000.0,
+            "mrope_section": [section - 2 * (section * 3 // 8), section * 3 // 8, section * 3 // 8]}
     return _build_qwen_vl(folder, seed, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                          QWEN2_VL_TEMPLATE, vision, rope, patch=8)
+                          QWEN2_VL_TEMPLATE, vision, rope, patch=8, text_extra={"hidden": hidden})
 
 
 def build_qwen3_vl(folder: Path, seed: int = 0) -> Path:

@@ -38,10 +38,10 @@ def make_agent(spec: str, *, seed: int = 0, temperature: float = 0.0, max_new_to
                            max_concurrency=max_concurrency, demonstration=bool(demonstration), seed=seed, **limits)
     pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     if spec.startswith("vllm:"):
-        from lmmr1_agent.agents.vllm_agent import VLLMAgent
+        from lmmr1_agent.agents.vllm_engine import VLLMPolicyAgent  # the training rollouts' engine
 
-        return VLLMAgent(spec.removeprefix("vllm:"), temperature=temperature, max_new_tokens=max_new_tokens,
-                         seed=seed, demonstration=bool(demonstration), max_pixels=max_pixels)
+        return VLLMPolicyAgent(spec.removeprefix("vllm:"), temperature=temperature, max_new_tokens=max_new_tokens,
+                               seed=seed, demonstration=demonstration, max_pixels=max_pixels, dtype=dtype)
     from lmmr1_agent.cli import ModelFolderError, check_model
     from lmmr1_agent.models.embedded import EMBEDDED
 

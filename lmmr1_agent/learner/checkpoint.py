@@ -89,35 +89,45 @@ def remove_stale_temporaries(stage_dir: Path) -> list[Path]:
     return removed
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-
-
 def save_checkpoint(stage_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state: dict[str, Any],
                     keep: int = 2, extra: dict[str, Any] | None = None) -> Path:
     """Write ``stage_dir/checkpoints/step_{step:06d}`` atomically and keep the ``keep`` newest.
 
     ``extra`` maps names to objects with ``state_dict()`` (a critic, its optimizer), saved as ``NAME.pt``.
     """
-    root = Path(stage_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
-    tmp = root / f".step_{step:06d}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = checkpoint_temporary(stage_dir, step, str(os.getpid()))
     save_model_folder(tmp, model, tokenizer)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
     for name, thing in (extra or {}).items():
         torch.save(thing.state_dict(), tmp / f"{name}.pt")
+    return commit_checkpoint(tmp, stage_dir, step, scheduler, state, keep)
+
+
+def checkpoint_temporary(stage_dir: Path, step: int, token: str) -> Path:
+    """The empty hidden folder a checkpoint of ``step`` is built in (``token``: the writer's, one per run)."""
+    root = Path(stage_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".step_{step:06d}.tmp-{token}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    return tmp
+
+
+def commit_checkpoint(tmp: Path, stage_dir: Path, step: int, scheduler, state: dict[str, Any], keep: int) -> Path:
+    """Finish the checkpoint built in ``tmp`` (the RNG states and ``trainer_state.json`` with every file's size,
+    synced to disk), rename it into place and keep the ``keep`` newest."""
+    root = Path(stage_dir) / "checkpoints"
+    final = root / f"step_{step:06d}"
+    torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
     full_state = {**state, "step": step, "scheduler": scheduler.state_dict(),
                   "python_rng": _python_state(), "numpy_rng": np.random.get_state(legacy=False)}
-    full_state["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    full_state["files"] = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in files}
     (tmp / STATE_FILE).write_text(json.dumps(full_state, default=_json_default), encoding="utf-8")
-    _fsync_tree(tmp)
+    for path in [*files, tmp / STATE_FILE]:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -172,7 +182,8 @@ def latest_checkpoint(stage_dir: Path, *, report=lambda line: print(line, file=s
 def load_trainer_state(checkpoint: Path, optimizer, scheduler, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Restore optimizer, scheduler, ``extra`` objects and RNG states from ``checkpoint``; return its state."""
     state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu"))
+    if optimizer is not None:  # None: the optimizer's states are loaded by its owner (DeepSpeed's engines)
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu"))
     for name, thing in (extra or {}).items():
         path = checkpoint / f"{name}.pt"
         if name.endswith("master_weights") and not path.is_file():

@@ -89,6 +89,18 @@ class StageConfig:
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory, slower)")
     attn_implementation: str = option("auto", "attention kernel: auto (transformers' default, sdpa), eager, sdpa or "
                                       "flash_attention_2")
+    rollout_engine: str = option("hf", "what samples the rollouts: hf (the policy's own generate) or vllm (a vLLM "
+                                 "engine per env runner, weights reloaded in place after every update; the gpu extra)")
+    vllm_gpu_memory_utilization: float = option(0.8, "vLLM: share of its GPU's memory an engine takes")
+    vllm_tensor_parallel_size: int = option(1, "vLLM: GPUs per engine (tensor parallelism)")
+    zero_stage: int = option(-1, "DeepSpeed ZeRO stage of the learner, 0-3 (the deepspeed extra); -1: the plain torch "
+                             "learner, the default")
+    offload_optimizer: bool = option(False, "DeepSpeed: keep the optimizer states in CPU memory (ZeRO-Offload)")
+    learner_num_workers: int = option(1, "data-parallel learner actors, one per GPU (DeepSpeed, Ray: needs "
+                                      "zero_stage >= 0 and num_env_runners >= 1 when above 1)")
+    colocate: bool = option(False, "Ray: put learner rank i and env runner i in one placement-group bundle (one node; "
+                            "on one GPU with fractional --learner-num-gpus / --runner-num-gpus); needs as many runners "
+                            "as learner ranks")
     num_env_runners: int = option(0, "Ray env-runner actors (0: runner and learner in this process, the default)")
     ray_address: str = option("", "Ray cluster to join: auto, HOST:PORT or ray://...; empty starts a local one")
     ray_object_store_mb: int = option(0, "object store of a local Ray cluster in MB (0: 256 + twice the weights)")
@@ -139,6 +151,21 @@ class StageConfig:
             (bool(self.envs), "envs must list at least one environment"),
             (self.num_env_runners >= 0 and self.max_runner_restarts >= 0,
              "num_env_runners and max_runner_restarts must be >= 0"),
+            (self.rollout_engine in ("hf", "vllm"), f"rollout_engine must be hf or vllm, got {self.rollout_engine!r}"),
+            (0 < self.vllm_gpu_memory_utilization <= 1 and self.vllm_tensor_parallel_size >= 1,
+             "vllm_gpu_memory_utilization must be in (0, 1] and vllm_tensor_parallel_size at least 1"),
+            (-1 <= self.zero_stage <= 3, f"zero_stage must be -1 (the torch learner) or a ZeRO stage 0-3, got "
+                                         f"{self.zero_stage}"),
+            (not self.offload_optimizer or self.zero_stage >= 1,
+             "offload_optimizer needs a ZeRO stage of 1 or more (--zero-stage)"),
+            (self.learner_num_workers >= 1, f"learner_num_workers must be at least 1, got {self.learner_num_workers}"),
+            (self.learner_num_workers == 1 or self.zero_stage >= 0,
+             "learner_num_workers > 1 is data parallelism through DeepSpeed: pass --zero-stage 0-3 too"),
+            (self.learner_num_workers == 1 or self.num_env_runners >= 1,
+             "learner_num_workers > 1 runs the learners as Ray actors: pass --num-env-runners 1 or more too"),
+            (not self.colocate or self.num_env_runners == self.learner_num_workers,
+             f"colocate pairs each learner rank with an env runner: --num-env-runners must be "
+             f"{self.learner_num_workers} (--learner-num-workers), got {self.num_env_runners}"),
             (min(self.runner_num_cpus, self.runner_num_gpus, self.learner_num_cpus, self.learner_num_gpus,
                  self.runner_memory_mb, self.learner_memory_mb, self.ray_object_store_mb) >= 0,
              "Ray resources must be >= 0"),

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmmr1_agent.learner.config import StageConfig
+from lmmr1_agent.learner.config import ConfigError, StageConfig
 from lmmr1_agent.learner.runner import EnvRunner, step_envs
 from lmmr1_agent.learner.samples import Sample
-from lmmr1_agent.learner.workers import LearnerDied, LearnerHost, stage_policy
+from lmmr1_agent.learner.workers import LearnerDied, LearnerHost, runner_policy
 from lmmr1_agent.rollout import Episode
 
 #: The object store of a local cluster: this much plus twice the weights (docs/machine.md: the default takes GBs).
@@ -52,10 +52,14 @@ class RunnerActor:
     def __init__(self, config: dict[str, Any], model_path: str):
         stage = StageConfig(**config)
         _quiet_actor(stage.runner_num_cpus)
-        self.runner = EnvRunner(stage, stage_policy(stage, model_path))
+        self.runner = EnvRunner(stage, runner_policy(stage, model_path))
 
     def pid(self) -> int:
         return os.getpid()
+
+    def placement(self) -> tuple[str, str | None]:
+        """``(node id, placement group id)`` of this actor."""
+        return _placement()
 
     def load_weights(self, weights: dict[str, np.ndarray], version: int) -> int:
         with warnings.catch_warnings():  # the arrays are read-only views of the object store, only copied from
@@ -72,23 +76,48 @@ class RunnerActor:
         return self.runner.evaluate(prompts, temperature, part, parts)
 
 
-class LearnerActor(LearnerHost):
-    """The learner on its own actor (where the accelerator is, on a cluster)."""
+def endpoint() -> tuple[str, int]:
+    """This node's address and a free port on it: where rank 0 of the learners' process group listens."""
+    import ray
 
-    def __init__(self, config: dict[str, Any], model_path: str):
+    from lmmr1_agent.learner.zero import free_port
+
+    return ray.util.get_node_ip_address(), free_port()
+
+
+class LearnerActor(LearnerHost):
+    """A learner on its own actor (where the accelerator is, on a cluster): rank ``rank`` of ``world``
+    data-parallel DeepSpeed learners, or the one torch learner."""
+
+    def __init__(self, config: dict[str, Any], model_path: str, rank: int = 0, world: int = 1,
+                 address: str = "127.0.0.1", port: int | None = None):
         stage = StageConfig(**config)
         _quiet_actor(stage.learner_num_cpus)
-        super().__init__(stage, model_path)
+        super().__init__(stage, model_path, rank, world, address, port)
 
     def pid(self) -> int:
         return os.getpid()
 
+    def placement(self) -> tuple[str, str | None]:
+        return _placement()
+
     def weights_arrays(self) -> dict[str, np.ndarray]:
         """The weights as NumPy arrays: Ray stores them out of band and runners read them without a copy
         (pickled torch tensors took 4-8x longer to move here). NumPy has no bfloat16: those travel as float32 and
-        the runner's ``load_state_dict`` casts them back into its own weights."""
+        the runner's ``load_state_dict`` casts them back into its own weights. Every rank takes part (ZeRO-3
+        gathers); rank 0's are the ones sent."""
+        weights = self.weights()
+        if self.learner.rank:
+            return {}
         return {k: (v.detach().float() if v.dtype == torch.bfloat16 else v.detach()).cpu().numpy()
-                for k, v in self.weights().items()}
+                for k, v in weights.items()}
+
+
+def _placement() -> tuple[str, str | None]:
+    import ray
+
+    context = ray.get_runtime_context()
+    return context.get_node_id(), context.get_placement_group_id()
 
 
 def _resources(cpus: float, gpus: float, memory_mb: int) -> dict[str, Any]:
@@ -96,6 +125,53 @@ def _resources(cpus: float, gpus: float, memory_mb: int) -> dict[str, Any]:
     if memory_mb:
         options["memory"] = memory_mb * 2**20
     return options
+
+
+def _bundle(*options: dict[str, Any]) -> dict[str, float]:
+    """A placement-group bundle holding the resources of actors with ``options``."""
+    bundle = {"CPU": sum(o["num_cpus"] for o in options), "GPU": sum(o["num_gpus"] for o in options),
+              "memory": sum(o.get("memory", 0) for o in options)}
+    return {k: v for k, v in bundle.items() if v > 0}
+
+
+#: How long a placement group may wait for the cluster's resources before the run stops saying what it asked for.
+PLACEMENT_TIMEOUT_S = 300
+
+
+def place(config: StageConfig, learner: dict[str, Any], runner: dict[str, Any]):
+    """``(learner options per rank, runner options per runner)`` in one placement group, or None to let Ray place
+    actors freely (one learner, no colocation: today's default).
+
+    - ``colocate``: bundle ``i`` holds learner rank ``i`` and runner ``i`` (the same node, their GPU shares on the same
+      GPU when each asks for a fraction: ``--learner-num-gpus 0.5 --runner-num-gpus 0.5``);
+    - otherwise, with several learner ranks: a bundle per rank and per runner, so no two ranks share a GPU (NCCL
+      refuses that), packed onto as few nodes as the cluster allows.
+    """
+    import ray
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    world, runners = config.learner_num_workers, config.num_env_runners
+    if not config.colocate and world == 1:
+        return None
+    if config.colocate:
+        bundles = [_bundle(learner, runner) for _ in range(world)]
+        learner_at, runner_at = list(range(world)), list(range(runners))
+    else:
+        bundles = [_bundle(learner) for _ in range(world)] + [_bundle(runner) for _ in range(runners)]
+        learner_at, runner_at = list(range(world)), list(range(world, world + runners))
+    group = placement_group(bundles, strategy="PACK")
+    ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
+    if not ready:
+        ray.util.remove_placement_group(group)
+        raise ConfigError(f"Ray could not place {len(bundles)} bundles {bundles} in {PLACEMENT_TIMEOUT_S} s: the "
+                          f"cluster has {ray.cluster_resources()}; ask for fewer learner ranks, runners or GPUs")
+
+    def at(options: dict[str, Any], index: int) -> dict[str, Any]:
+        return {**options, "scheduling_strategy": PlacementGroupSchedulingStrategy(
+            placement_group=group, placement_group_bundle_index=index)}
+
+    return [at(learner, i) for i in learner_at], [at(runner, i) for i in runner_at], group
 
 
 def _say(message: str) -> None:
@@ -123,14 +199,15 @@ def connect(config: StageConfig, model_path: str) -> bool:
     weights = Path(model_path) / "model.safetensors"
     weights_mb = weights.stat().st_size / 2**20 if weights.is_file() else 0
     store_mb = config.ray_object_store_mb or int(BASE_OBJECT_STORE_MB + 2 * weights_mb)
-    needed = config.num_env_runners * config.runner_num_cpus + config.learner_num_cpus
+    needed = config.num_env_runners * config.runner_num_cpus + config.learner_num_workers * config.learner_num_cpus
     ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), object_store_memory=store_mb * 2**20,
              include_dashboard=False)
     return True
 
 
 class RayWorkers:
-    """``num_env_runners`` runner actors and one learner actor, with the same calls as ``LocalWorkers``."""
+    """``num_env_runners`` runner actors and ``learner_num_workers`` learner actors (data-parallel ranks of one
+    DeepSpeed learner, or the torch learner), with the same calls as ``LocalWorkers``."""
 
     def __init__(self, config: StageConfig, model_path: str):
         import ray
@@ -138,10 +215,20 @@ class RayWorkers:
         self.ray, self.config, self.model_path = ray, config, model_path
         self.started = connect(config, model_path)
         self.plain = dataclasses.asdict(config)
-        self.learner = ray.remote(LearnerActor).options(**_resources(
-            config.learner_num_cpus, config.learner_num_gpus, config.learner_memory_mb)).remote(self.plain, model_path)
-        self.runner_options = _resources(config.runner_num_cpus, config.runner_num_gpus, config.runner_memory_mb)
-        self.runners = [self._new_runner() for _ in range(config.num_env_runners)]
+        world = config.learner_num_workers
+        learner = _resources(config.learner_num_cpus, config.learner_num_gpus, config.learner_memory_mb)
+        runner = _resources(config.runner_num_cpus, config.runner_num_gpus, config.runner_memory_mb)
+        placed = place(config, learner, runner)
+        self.group = placed[2] if placed else None
+        learners = placed[0] if placed else [learner] * world
+        self.runner_options = placed[1] if placed else [runner] * config.num_env_runners
+        address, port = "127.0.0.1", None
+        if world > 1:  # rank 0's node hosts the process group: ask a task placed like rank 0 where that is
+            address, port = ray.get(ray.remote(endpoint).options(**learners[0]).remote())
+        self.learners = [ray.remote(LearnerActor).options(**learners[rank]).remote(self.plain, model_path, rank, world,
+                                                                                  address, port)
+                         for rank in range(world)]
+        self.runners = [self._new_runner(k) for k in range(config.num_env_runners)]
         self.version, self.weights_ref, self.restarts = 0, None, 0
         #: Per collect: ``ray/runner_restarts`` and ``perf/ray_overhead_seconds`` (rollout wall time beyond the
         #: slowest runner's own playing time).
@@ -149,15 +236,24 @@ class RayWorkers:
         self._learner("pid")
         self._on_runners({k: ("pid", ()) for k in range(len(self.runners))})
 
-    def _new_runner(self):
-        return self.ray.remote(RunnerActor).options(**self.runner_options).remote(self.plain, self.model_path)
+    def _new_runner(self, k: int):
+        """Runner ``k`` (in its placement-group bundle where there is one: a replacement takes the dead one's)."""
+        return self.ray.remote(RunnerActor).options(**self.runner_options[k]).remote(self.plain, self.model_path)
 
     def _learner(self, method: str, *args: Any) -> Any:
+        """Every learner rank runs ``method`` (DeepSpeed's collectives need them all); rank 0's result."""
         try:
-            return self.ray.get(getattr(self.learner, method).remote(*args))
+            return self.ray.get([getattr(learner, method).remote(*args) for learner in self.learners])[0]
         except self.ray.exceptions.RayActorError as exc:
             raise LearnerDied(f"the learner actor died during {method} ({type(exc).__name__}); its last checkpoint "
                               "is intact: rerun the same command to resume from it") from None
+
+    def _wait(self, refs: list) -> None:
+        try:
+            self.ray.get(refs)
+        except self.ray.exceptions.RayActorError as exc:
+            raise LearnerDied(f"a learner actor died ({type(exc).__name__}); its last checkpoint is intact: rerun the "
+                              "same command to resume from it") from None
 
     def _alive(self, runner) -> bool:
         try:
@@ -191,7 +287,7 @@ class RayWorkers:
             _say(f"env runner {k} died during {method} ({reason}): restarting it with weights v{self.version} "
                  "and re-running its work from the same seeds")
             ray.kill(self.runners[k], no_restart=True)
-            self.runners[k] = self._new_runner()
+            self.runners[k] = self._new_runner(k)
             if self.weights_ref is not None:
                 ray.get(self.runners[k].load_weights.remote(self.weights_ref, self.version))
             pending[getattr(self.runners[k], method).remote(*args)] = k
@@ -219,11 +315,13 @@ class RayWorkers:
 
     def update(self, samples: list[Sample]) -> dict[str, float]:
         """The learner's update, then its new weights to every runner as one object fetched once by each."""
-        metrics = self._learner("update", samples) if samples else {}
+        metrics = self._learner("update", self.ray.put(samples)) if samples else {}
         tick = time.monotonic()
         self.version += 1
-        self.weights_ref = self.learner.weights_arrays.remote()
+        refs = [learner.weights_arrays.remote() for learner in self.learners]
+        self.weights_ref = refs[0]
         self._on_runners({k: ("load_weights", (self.weights_ref, self.version)) for k in range(len(self.runners))})
+        self._wait(refs[1:])
         return {**metrics, "perf/sync_seconds": time.monotonic() - tick, "ray/weights_version": self.version}
 
     def evaluate(self, prompts: int, temperature: float) -> list[Episode]:
@@ -243,10 +341,15 @@ class RayWorkers:
 
     def close(self) -> None:
         """Stop the actors, and the local cluster if this run started it."""
-        for actor in [self.learner, *self.runners]:
+        for actor in [*self.learners, *self.runners]:
             try:
                 self.ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - an actor that is already gone needs no stopping
+                pass
+        if self.group is not None:
+            try:
+                self.ray.util.remove_placement_group(self.group)
+            except Exception:  # noqa: BLE001 - a cluster already gone holds no group
                 pass
         if self.started:
             self.ray.shutdown()

@@ -108,7 +108,9 @@ class EnvRunner:
         Only the frozen prefixes may be missing (they never change); any other missing or unexpected name is an
         error, never a runner left silently on stale weights.
         """
-        if state_dict is not None:
+        if state_dict is not None and not hasattr(self.agent, "model"):  # a vLLM engine: it reloads by name
+            self.agent.load_weights(state_dict)
+        elif state_dict is not None:
             missing, unexpected = self.agent.model.load_state_dict(state_dict, strict=False)
             frozen = frozen_prefixes(self.agent.model, self.config.freeze_prefix)
             missing = [k for k in missing if not (frozen and k.startswith(frozen))]

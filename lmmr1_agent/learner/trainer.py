@@ -69,15 +69,63 @@ class MasterWeights:
         self.scatter()
 
 
+class TorchUpdater:
+    """The torch learner's optimizer for one network: AdamW on float32 master weights, the gradient clipped to
+    ``max_norm``. :class:`~lmmr1_agent.learner.zero.ZeroUpdater` is DeepSpeed's, with the same calls."""
+
+    #: A step needs no backward pass before it (an all-zero gradient is written in place).
+    steps_without_backward = True
+
+    def __init__(self, module: torch.nn.Module, weights: Sequence[torch.nn.Parameter], lr: float,
+                 config: StageConfig):
+        self.forward = module  # what runs the network's forward passes
+        self.masters = MasterWeights(weights)
+        self.params = self.masters.params
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=tuple(config.adam_betas),
+                                           weight_decay=config.weight_decay)
+        self.max_norm = config.max_norm
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+        self.masters.gather()
+
+    def clip(self, empty: bool) -> float:
+        """Clip the accumulated gradient and return its norm. ``empty``: no micro-batch backpropagated anything;
+        AdamW still steps on an all-zero gradient (its moments decay, its step count advances), as it would had the
+        zero-advantage samples been run."""
+        if empty:
+            for p in self.params:
+                p.grad = torch.zeros_like(p)
+        self.norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.max_norm))
+        return self.norm
+
+    def discard(self) -> None:
+        """Drop the accumulated gradient without stepping."""
+        self.zero_grad()
+
+    def step(self) -> float | None:
+        """Step on the clipped gradient; returns the gradient norm (None: the step was not applied)."""
+        self.optimizer.step()
+        self.masters.scatter()
+        return self.norm
+
+    def state(self, name: str) -> dict[str, Any]:
+        """Checkpoint objects besides the optimizer: ``NAME_master_weights`` where the weights are low precision."""
+        return {f"{name}master_weights": self.masters} if self.masters.copies else {}
+
+
 class ValueModel(torch.nn.Module):
     """A critic: a copy of the policy's network with a scalar head on its last hidden state.
 
     ``forward`` returns values ``(batch, seq - 1)`` at the predict-next positions the response mask uses.
     """
 
-    def __init__(self, policy: torch.nn.Module, freeze_prefix: Sequence[str] = ()):
+    def __init__(self, body: torch.nn.Module, freeze_prefix: Sequence[str] = ()):
         super().__init__()
-        self.body = copy.deepcopy(policy)
+        self.body = body  # a copy of the policy's network, trained on its own
         for name, param in self.body.named_parameters():
             param.requires_grad_(not any(name.startswith(p) for p in freeze_prefix))
         hidden = self.body.config.get_text_config().hidden_size
@@ -93,10 +141,15 @@ class ValueModel(torch.nn.Module):
 
 class Learner:
     """Clipped policy-gradient updates on a :class:`~lmmr1_agent.policy.Policy` (the sampler's own: its
-    :meth:`~lmmr1_agent.policy.Policy.logprobs` are the sampling ones), micro-batched with gradient accumulation."""
+    :meth:`~lmmr1_agent.policy.Policy.logprobs` are the sampling ones), micro-batched with gradient accumulation.
+
+    The optimizer of each network is an updater (:class:`TorchUpdater` here; DeepSpeed's in
+    :class:`~lmmr1_agent.learner.zero.ZeroLearner`, which also runs data-parallel: each of ``world`` ranks gets every
+    sample and trains on its share of the micro-batches)."""
 
     def __init__(self, config: StageConfig, policy: Policy):
         self.config, self.policy, self.model = config, policy, policy.model
+        self.rank, self.world = self._ranks()
         #: The parameter-name prefixes ``config.freeze_prefix`` means for this model (aliases resolved).
         self.frozen = frozen_prefixes(self.model, config.freeze_prefix)
         for name, param in self.model.named_parameters():
@@ -109,22 +162,50 @@ class Learner:
             self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             # a checkpointed forward in training mode keeps no cache, which a shared prompt continues from
             policy.share_prefix = False
-        self.masters = MasterWeights(trainable)
-        self.optimizer = torch.optim.AdamW(self.masters.params, lr=config.actor_learning_rate,
-                                           betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        # beta = 0 means no reference model at all (docs/algorithms.md §2).
+        # The reference and the critic's body are copies of the policy made before an updater takes it over (ZeRO-3
+        # partitions the weights it is given). beta = 0 means no reference model at all (docs/algorithms.md §2).
         self.reference = None
         if config.init_kl_coef > 0:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
         # PPO (gae) needs a critic: the policy's network with a scalar head, trained beside it.
         self.critic: ValueModel | None = None
-        self.critic_optimizer = self.critic_masters = None
         if config.advantage_estimator == "gae":
-            self.critic = ValueModel(self.model, self.frozen)
-            self.critic_masters = MasterWeights([p for p in self.critic.parameters() if p.requires_grad])
-            self.critic_optimizer = torch.optim.AdamW(self.critic_masters.params, lr=config.critic_learning_rate,
-                                                      betas=tuple(config.adam_betas), weight_decay=config.weight_decay)
+            self.critic = ValueModel(copy.deepcopy(self.model), self.frozen)
+        self.actor = self._updater(self.model, trainable, config.actor_learning_rate)
+        self.optimizer = self.actor.optimizer
+        policy.forward = self.actor.forward
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.critic_updater = None
+        if self.critic is not None:
+            self.critic_updater = self._updater(self.critic, [p for p in self.critic.parameters() if p.requires_grad],
+                                                config.critic_learning_rate)
+
+    # ---- what a subclass changes: the updaters, and the ranks ----
+
+    def _updater(self, module: torch.nn.Module, weights: list[torch.nn.Parameter], lr: float) -> TorchUpdater:
+        return TorchUpdater(module, weights, lr, self.config)
+
+    def _ranks(self) -> tuple[int, int]:
+        """``(rank, world)`` of the data-parallel learners; the torch learner is one."""
+        return 0, 1
+
+    def _all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
+        """``values`` summed (or maxed) over the ranks (themselves with one rank)."""
+        return values
+
+    # ---- the torch learner's names for its optimizer state ----
+
+    @property
+    def masters(self) -> MasterWeights:
+        return self.actor.masters
+
+    @property
+    def critic_masters(self) -> MasterWeights | None:
+        return self.critic_updater.masters if self.critic_updater is not None else None
+
+    @property
+    def critic_optimizer(self):
+        return self.critic_updater.optimizer if self.critic_updater is not None else None
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.config
@@ -132,24 +213,45 @@ class Learner:
             return 1.0
         return alg.cosine_factor(step, cfg.num_steps, int(cfg.lr_warmup_ratio * cfg.num_steps))
 
+    def _layout(self, n: int) -> list[tuple[range, list[range]]]:
+        """The optimizer steps of one epoch over ``n`` samples: each step's samples and this rank's micro-batches of
+        them (micro-batch ``k`` of a step is rank ``k % world``'s). Every rank gets as many micro-batches per step
+        (an empty range pads; it runs a zero-weighted pass), because ZeRO's reductions and gathers are collective."""
+        cfg, steps = self.config, []
+        for lo in range(0, n, cfg.train_batch_size):
+            chunk = range(lo, min(lo + cfg.train_batch_size, n))
+            micros = [chunk[m : m + cfg.micro_train_batch_size] for m in range(0, len(chunk),
+                                                                               cfg.micro_train_batch_size)]
+            mine = micros[self.rank :: self.world]
+            mine += [range(0)] * (math.ceil(len(micros) / self.world) - len(mine))
+            steps.append((chunk, mine))
+        return steps
+
     def _experience(self, samples: list[Sample], shaped: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """OpenRLHF's "make experience": reference log-probs, values, token rewards, advantages and returns.
 
-        Computed for the whole rollout batch before any update, so whitening spans all its valid tokens.
-        Per-sample 1-D tensors over the response tokens.
+        Computed for the whole rollout batch (this rank's part of it) before any update, so whitening spans all its
+        valid tokens (on every rank). Per-sample 1-D tensors over the response tokens.
         """
         cfg = self.config
         out: dict[str, list[torch.Tensor]] = {"advantages": [], "returns": [], "values": [], "kl": []}
+        passes = math.ceil(len(samples) / cfg.micro_train_batch_size)
+        # a critic under ZeRO-3 gathers its weights in every forward: every rank runs as many
+        passes = int(self._all_reduce([passes], "max")[0]) if self.critic is not None else passes
         with torch.no_grad():
-            for lo in range(0, len(samples), cfg.micro_train_batch_size):
-                micro = samples[lo : lo + cfg.micro_train_batch_size]
+            for k in range(passes):
+                micro = samples[k * cfg.micro_train_batch_size : (k + 1) * cfg.micro_train_batch_size]
+                if not micro:  # a rank with fewer samples: a pass to join the others' gathers
+                    self.critic_updater.forward(**Policy.model_inputs(self.policy.sequences([self._spare])))
+                    continue
+                lo = k * cfg.micro_train_batch_size
                 batch = self.policy.sequences(micro)
                 mask = batch["mask"]
                 kl = None
                 if self.reference is not None:
                     ref_logp, _ = self.policy.logprobs(batch, self.reference)
                     kl = alg.kl_estimate(batch["old_logprobs"], ref_logp, cfg.kl_estimator)
-                values = self.critic(**Policy.model_inputs(batch)) if self.critic is not None else None
+                values = self.critic_updater.forward(**Policy.model_inputs(batch)) if self.critic is not None else None
                 reward_kl = 0.0 if cfg.use_kl_loss else cfg.init_kl_coef
                 rewards = alg.token_rewards(shaped[lo : lo + len(micro)].to(mask.device), kl, mask, reward_kl)
                 advantages, returns = alg.advantages_and_returns(rewards, mask, cfg.advantage_estimator,
@@ -161,11 +263,36 @@ class Learner:
                     out["returns"].append(returns[row][keep])
                     out["values"].append(values[row][keep] if values is not None else none)
                     out["kl"].append(kl[row][keep] if kl is not None else none)
-        if alg.needs_whitening(cfg.advantage_estimator) and out["advantages"]:
-            flat = torch.cat(out["advantages"])
-            whitened = alg.whiten(flat[None], torch.ones_like(flat, dtype=torch.bool)[None])[0]
-            out["advantages"] = list(whitened.split([len(a) for a in out["advantages"]]))
+        if alg.needs_whitening(cfg.advantage_estimator):
+            out["advantages"] = self._whiten(out["advantages"])
         return out
+
+    def _whiten(self, advantages: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Whitened advantages over every valid token of the rollout batch (all ranks' samples)."""
+        if self.world == 1:
+            if not advantages:
+                return advantages
+            flat = torch.cat(advantages)
+            whitened = alg.whiten(flat[None], torch.ones_like(flat, dtype=torch.bool)[None])[0]
+            return list(whitened.split([len(a) for a in advantages]))
+        flat = torch.cat(advantages) if advantages else torch.zeros(0)
+        total, count = self._all_reduce([float(flat.double().sum()), float(len(flat))])
+        mean = total / max(count, 1.0)
+        (square,) = self._all_reduce([float(((flat.double() - mean) ** 2).sum())])
+        scale = 1 / math.sqrt(square / max(count, 1.0) + 1e-8)
+        return list(((flat - mean) * scale).split([len(a) for a in advantages]))
+
+    def _updaters(self) -> list:
+        return [u for u in (self.actor, self.critic_updater) if u is not None]
+
+    def _padding_pass(self, sample: Sample) -> None:
+        """A zero-weighted forward and backward of one sample: a rank with no micro-batch left (or none with a
+        nonzero advantage) still joins the collective reductions of the others; it adds nothing to the gradient."""
+        batch = self.policy.sequences([sample])
+        logp, _ = self.policy.logprobs(batch)
+        self.actor.backward(logp.sum() * 0.0)
+        if self.critic is not None:
+            self.critic_updater.backward(self.critic_updater.forward(**Policy.model_inputs(batch)).sum() * 0.0)
 
     def update(self, samples: list[Sample]) -> dict[str, float]:
         """One training step on ``samples``: experience, then ``max_epochs`` passes of micro-batched updates."""
@@ -174,12 +301,15 @@ class Learner:
         rewards = torch.tensor([s.reward for s in samples])
         groups = torch.tensor([s.group for s in samples])
         shaped = alg.shape_rewards(rewards, groups, cfg.advantage_estimator)
-        keep = self._kept_samples(groups, shaped).nonzero().flatten().tolist()
-        metrics = {"rollout/zero_advantage_share": 1 - len(keep) / max(1, len(samples))}
-        row = {i: k for k, i in enumerate(keep)}  # sample index -> its row in experience
-        experience = self._experience([samples[i] for i in keep], shaped[keep])
+        self._spare = samples[0]
+        layout = self._layout(len(samples))
+        kept = self._kept_samples(groups, shaped)
+        mine = sorted(i for _, micros in layout for micro in micros for i in micro if kept[i])
+        metrics = {"rollout/zero_advantage_share": 1 - int(kept.sum()) / max(1, len(samples))}
+        row = {i: k for k, i in enumerate(mine)}  # sample index -> its row in experience
+        experience = self._experience([samples[i] for i in mine], shaped[mine])
+        metrics["perf/experience_seconds"] = time.monotonic() - start  # reference log-probs, values, advantages
         tokens = [len(s.response_ids) if s.response_mask is None else sum(s.response_mask) for s in samples]
-        params = self.masters.params
         losses, value_losses, clips, grad_norms, skipped = [], [], [], [], 0
         train_mode(self.model)
         if self.critic is not None:
@@ -187,55 +317,50 @@ class Learner:
         # The layout of optimizer steps and micro-batches is the one without skipping, so skipping is exact: a
         # skipped micro-batch adds 0, a partly skipped one is scaled to its whole denominator (alg.kept_share).
         for _ in range(cfg.max_epochs):
-            for lo in range(0, len(samples), cfg.train_batch_size):
-                chunk = range(lo, min(lo + cfg.train_batch_size, len(samples)))
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.critic_optimizer is not None:
-                    self.critic_optimizer.zero_grad(set_to_none=True)
-                chunk_losses, chunk_values = [], []
-                for mlo in range(0, len(chunk), cfg.micro_train_batch_size):
-                    micro = chunk[mlo : mlo + cfg.micro_train_batch_size]
+            for chunk, micros in layout:
+                for updater in self._updaters():
+                    updater.zero_grad()
+                chunk_losses, chunk_values, passes = [], [], 0
+                for micro in micros:
                     mine = [i for i in micro if i in row]
                     if not mine:
-                        chunk_losses.append(0.0)  # every advantage 0: the loss is exactly 0
+                        if micro:
+                            chunk_losses.append(0.0)  # every advantage 0: the loss is exactly 0
+                        if self.world > 1:
+                            self._padding_pass(samples[chunk[0]])
                         continue
                     part = {k: [v[row[i]] for i in mine] for k, v in experience.items()}
                     loss, value_loss, stats = self._micro_loss([samples[i] for i in mine], part)
                     share = alg.kept_share([tokens[i] for i in micro], [i in row for i in micro],
                                            cfg.loss_aggregation)
-                    scale = share * len(micro) / len(chunk)
-                    (loss * scale).backward()
-                    self.masters.gather()
+                    # each rank's gradient is a share of the step's; data-parallel reductions average over ranks
+                    scale = share * len(micro) / len(chunk) * self.world
+                    self.actor.backward(loss * scale)
+                    passes += 1
                     if value_loss is not None:
-                        (value_loss * scale).backward()
-                        self.critic_masters.gather()
+                        self.critic_updater.backward(value_loss * scale)
                         chunk_values.append(value_loss.item() * share)
                     chunk_losses.append(loss.item() * share)
                     clips.append(stats["clip_fraction"])
-                if not any(i in row for i in chunk):
-                    # AdamW still steps on an all-zero gradient (its moments decay, its step count advances), as
-                    # it would without skipping.
-                    for p in params:
-                        p.grad = torch.zeros_like(p)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_norm))
-                critic_norm = 0.0
-                if self.critic_optimizer is not None:
-                    critic_norm = float(torch.nn.utils.clip_grad_norm_(self.critic_masters.params, cfg.max_norm))
-                if not all(math.isfinite(x) for x in (*chunk_losses, *chunk_values, grad_norm, critic_norm)):
-                    # One bad number would poison AdamW's moments for good: drop this update, keep the state.
+                empty = not any(i in row for i in chunk)
+                if empty and passes == 0 and not self.actor.steps_without_backward and self.world == 1:
+                    self._padding_pass(samples[chunk[0]])
+                # One bad number would poison AdamW's moments for good: drop this update, keep the state.
+                (bad,) = self._all_reduce([float(not all(math.isfinite(x) for x in (*chunk_losses, *chunk_values)))],
+                                          "max")
+                norms = [updater.clip(empty) for updater in self._updaters()]
+                if bad or not all(n is None or math.isfinite(n) for n in norms):
                     skipped += 1
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if self.critic_optimizer is not None:
-                        self.critic_optimizer.zero_grad(set_to_none=True)
+                    for updater in self._updaters():
+                        updater.discard()
+                    continue
+                stepped = [updater.step() for updater in self._updaters()]
+                if stepped[0] is None:  # DeepSpeed found a non-finite gradient and skipped the step itself
+                    skipped += 1
                     continue
                 losses.extend(chunk_losses)
                 value_losses.extend(chunk_values)
-                grad_norms.append(grad_norm)
-                self.optimizer.step()
-                self.masters.scatter()
-                if self.critic_optimizer is not None:
-                    self.critic_optimizer.step()
-                    self.critic_masters.scatter()
+                grad_norms.append(stepped[0])
         if skipped:
             warnings.warn(f"skipped {skipped} update(s) with a non-finite loss or gradient; weights and optimizer "
                           "state left as they were", RuntimeWarning, stacklevel=2)
@@ -245,16 +370,24 @@ class Learner:
         if self.critic is not None:
             self.critic.eval()
         kl_tokens = torch.cat(experience["kl"]).cpu() if experience["kl"] else torch.zeros(0)
+        means = self._means([losses, clips, kl_tokens.tolist(), value_losses])
         metrics.update({"losses/skipped_updates": skipped,
-                        "losses/policy": float(np.mean(losses)) if losses else 0.0,
-                        "losses/clip_fraction": float(np.mean(clips)) if clips else 0.0,
-                        "losses/kl": float(kl_tokens.mean()) if len(kl_tokens) else 0.0,
+                        "losses/policy": means[0],
+                        "losses/clip_fraction": means[1],
+                        "losses/kl": means[2],
                         "losses/grad_norm": float(np.mean(grad_norms)) if grad_norms else 0.0,
                         "perf/update_seconds": time.monotonic() - start,
                         "losses/lr": self.scheduler.get_last_lr()[0]})
         if value_losses:
-            metrics["losses/value"] = float(np.mean(value_losses))
+            metrics["losses/value"] = means[3]
         return metrics
+
+    def _means(self, lists: list[list[float]]) -> list[float]:
+        """The mean of each list over every rank's entries (0 for none)."""
+        if self.world == 1:
+            return [float(np.mean(v)) if len(v) else 0.0 for v in lists]
+        sums = self._all_reduce([x for v in lists for x in (float(np.sum(v)), float(len(v)))])
+        return [total / count if count else 0.0 for total, count in zip(sums[::2], sums[1::2])]
 
     def _kept_samples(self, groups: torch.Tensor, shaped: torch.Tensor) -> torch.Tensor:
         """Which samples ``(batch,)`` the update trains on: all, or with ``skip_zero_advantage_groups`` those of groups
@@ -295,7 +428,7 @@ class Learner:
             loss = loss - cfg.entropy_coef * alg.entropy(logits, response, cfg.loss_aggregation, cfg.generate_max_len)
         value_loss = None
         if self.critic is not None:
-            values = self.critic(**Policy.model_inputs(batch))
+            values = self.critic_updater.forward(**Policy.model_inputs(batch))
             value_loss, _ = alg.value_loss(values, self._place(experience["values"], mask),
                                            self._place(experience["returns"], mask), mask, clip=cfg.value_clip,
                                            aggregation=cfg.loss_aggregation, max_len=cfg.generate_max_len)
@@ -311,12 +444,11 @@ class Learner:
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint needs besides the policy, optimizer and scheduler: float32 master weights where the
         weights are lower precision, the critic and its optimizer."""
-        extra = {"master_weights": self.masters} if self.masters.copies else {}
+        extra = self.actor.state("")
         if self.critic is None:
             return extra
-        if self.critic_masters.copies:
-            extra["critic_master_weights"] = self.critic_masters
-        return {**extra, "critic": self.critic, "critic_optimizer": self.critic_optimizer}
+        return {**extra, **self.critic_updater.state("critic_"), "critic": self.critic,
+                "critic_optimizer": self.critic_optimizer}
 
     def state_dict(self) -> dict[str, Any]:
         """The current policy weights, for runners that hold their own copy."""

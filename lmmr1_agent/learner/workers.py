@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,7 +17,7 @@ import torch
 
 from lmmr1_agent.agents.hf import HFAgent
 from lmmr1_agent.devices import resolve_device, resolve_dtype
-from lmmr1_agent.learner.checkpoint import load_trainer_state, save_checkpoint
+from lmmr1_agent.learner.checkpoint import checkpoint_temporary, commit_checkpoint, load_trainer_state, save_checkpoint
 from lmmr1_agent.learner.config import StageConfig
 from lmmr1_agent.learner.runner import EnvRunner
 from lmmr1_agent.learner.samples import Sample
@@ -73,10 +74,23 @@ def stage_policy(config: StageConfig, model_path: str) -> HFAgent:
     return agent
 
 
-def save_final(final: Path, agent: HFAgent, summary: dict) -> None:
+def runner_policy(config: StageConfig, model_path: str):
+    """The policy an env runner samples with: the stage's Hugging Face policy, or a vLLM engine holding its
+    weights (``rollout_engine: vllm``), which takes the learner's weights after every update."""
+    if config.rollout_engine == "vllm":
+        from lmmr1_agent.agents.vllm_engine import VLLMPolicyAgent
+
+        return VLLMPolicyAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
+                               seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels,
+                               dtype=config.dtype, gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+                               tensor_parallel_size=config.vllm_tensor_parallel_size)
+    return stage_policy(config, model_path)
+
+
+def save_final(final: Path, agent: HFAgent, summary: dict, state_dict: dict | None = None) -> None:
     """The stage's result: a ``save_pretrained`` folder whose ``summary.json``, written last, marks it done."""
     tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=final.parent))
-    save_model_folder(tmp, agent.model, agent.processor)
+    save_model_folder(tmp, agent.model, agent.processor, state_dict)
     (tmp / SUMMARY).write_text(json.dumps(summary, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -84,17 +98,33 @@ def save_final(final: Path, agent: HFAgent, summary: dict) -> None:
 
 
 class LearnerHost:
-    """The learner's side of a stage: the policy being trained, its optimizer and its checkpoints."""
+    """The learner's side of a stage: the policy being trained, its optimizer and its checkpoints.
 
-    def __init__(self, config: StageConfig, model_path: str):
+    With ``zero_stage >= 0`` the learner is DeepSpeed's (:mod:`lmmr1_agent.learner.zero`), one of ``world``
+    data-parallel ranks whose process group meets at ``address:port`` (one rank alone needs neither).
+    """
+
+    def __init__(self, config: StageConfig, model_path: str, rank: int = 0, world: int = 1, address: str = "127.0.0.1",
+                 port: int | None = None):
         torch.manual_seed(config.seed)  # a critic head is the only fresh initialisation
         self.agent = stage_policy(config, model_path)
-        self.learner = Learner(config, self.agent.policy)
         self.config = config
+        if config.zero_stage >= 0:
+            from lmmr1_agent.learner.zero import ZeroLearner, init_distributed
+
+            init_distributed(str(self.agent.policy.device), rank, world, address, port)
+            self.learner: Learner = ZeroLearner(config, self.agent.policy)
+        else:
+            self.learner = Learner(config, self.agent.policy)
+        self.zero = config.zero_stage >= 0
 
     def restore(self, checkpoint: str) -> dict[str, Any]:
-        state = load_trainer_state(Path(checkpoint), self.learner.optimizer, self.learner.scheduler,
-                                   self.learner.extra_state())
+        if self.zero:
+            self.learner.load_states(Path(checkpoint))
+            state = load_trainer_state(Path(checkpoint), None, self.learner.scheduler)
+        else:
+            state = load_trainer_state(Path(checkpoint), self.learner.optimizer, self.learner.scheduler,
+                                       self.learner.extra_state())
         if state.get("start"):
             self.learner.load_reference(state["start"])
         return state
@@ -103,17 +133,38 @@ class LearnerHost:
         return self.learner.update(samples)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The weights the runners need: everything but the frozen prefixes (they never change)."""
+        """The weights the runners need: everything but the frozen prefixes (they never change). DeepSpeed: every
+        rank must call it (ZeRO-3 gathers); the others get the same."""
         frozen = self.learner.frozen
         return {k: v for k, v in self.learner.state_dict().items() if not (frozen and k.startswith(frozen))}
 
     def save_checkpoint(self, stage_dir: str, step: int, state: dict[str, Any]) -> None:
-        save_checkpoint(Path(stage_dir), step, self.agent.model, self.agent.processor, self.learner.optimizer,
-                        self.learner.scheduler, state, keep=self.config.keep_checkpoints,
-                        extra=self.learner.extra_state())
+        if not self.zero:
+            save_checkpoint(Path(stage_dir), step, self.agent.model, self.agent.processor, self.learner.optimizer,
+                            self.learner.scheduler, state, keep=self.config.keep_checkpoints,
+                            extra=self.learner.extra_state())
+            return
+        # every rank writes its engine states into one folder (rank 0's name), then rank 0 finishes it
+        from lmmr1_agent.learner.zero import broadcast
+
+        rank = self.learner.rank
+        token = broadcast(f"{os.getpid()}" if rank == 0 else None)
+        tmp = Path(stage_dir) / "checkpoints" / f".step_{step:06d}.tmp-{token}"
+        if rank == 0:
+            tmp = checkpoint_temporary(Path(stage_dir), step, token)
+        torch.distributed.barrier()
+        self.learner.save_states(tmp)
+        weights = self.learner.full_state_dict()
+        torch.distributed.barrier()
+        if rank == 0:
+            save_model_folder(tmp, self.agent.model, self.agent.processor, weights)
+            commit_checkpoint(tmp, Path(stage_dir), step, self.learner.scheduler, state, self.config.keep_checkpoints)
+        torch.distributed.barrier()
 
     def save_final(self, final: str, summary: dict) -> None:
-        save_final(Path(final), self.agent, summary)
+        weights = self.learner.full_state_dict() if self.zero else None
+        if self.learner.rank == 0:
+            save_final(Path(final), self.agent, summary, weights)
 
 
 class LocalWorkers:
@@ -124,7 +175,8 @@ class LocalWorkers:
 
     def __init__(self, config: StageConfig, model_path: str):
         self.host = LearnerHost(config, model_path)
-        self.runner = EnvRunner(config, self.host.agent)
+        self.shared = config.rollout_engine == "hf"
+        self.runner = EnvRunner(config, self.host.agent if self.shared else runner_policy(config, model_path))
 
     def restore(self, checkpoint: Path) -> dict[str, Any]:
         return self.host.restore(str(checkpoint))
@@ -134,8 +186,10 @@ class LocalWorkers:
 
     def update(self, samples: list[Sample]) -> dict[str, float]:
         metrics = self.host.update(samples) if samples else {}
-        self.runner.load_weights(None)  # runner and learner share one model: nothing to copy
-        return {**metrics, "perf/sync_seconds": 0.0}
+        tick = time.monotonic()
+        # runner and learner share one model (nothing to copy), or the runner's vLLM engine takes the new weights
+        self.runner.load_weights(None if self.shared else self.host.weights())
+        return {**metrics, "perf/sync_seconds": time.monotonic() - tick}
 
     def evaluate(self, prompts: int, temperature: float) -> list[Episode]:
         return self.runner.evaluate(prompts, temperature)

