@@ -211,8 +211,9 @@ def test_a_batch_of_hostile_responses_costs_budget_times_n_over_workers():
             t.join()
         elapsed = time.monotonic() - start
         assert len(timed_out) == hostile
-        # budget × hostile / workers is 3 s; one at a time (the old worker) took over 6 s plus a restart each.
-        assert elapsed < budget * hostile / workers + 2.5, elapsed
+        # budget × hostile / workers is 3 s; one at a time (the old worker) took over 6 s plus a restart each (about
+        # 9 s). The margin covers the restarts of a loaded 2-core machine (5.8 s measured once, fresh clone).
+        assert elapsed < budget * hostile / workers + 3.5, elapsed
     finally:
         verifier.close()
 

@@ -65,6 +65,14 @@ def _samples(folder):
     return samples
 
 
+@pytest.fixture(scope="module")
+def torch_first_update(tiny_vl, tmp_path_factory):
+    """The samples, the config and the torch learner's first update on them: what every ZeRO case is compared with."""
+    config = tiny_config(tiny_vl, tmp_path_factory.mktemp("torch"), stage="mgt", generate_max_len=6, **PPO)
+    samples = _samples(tiny_vl)
+    return config, samples, *_first_update(tiny_vl, config, samples)
+
+
 def _first_update(folder, config, samples):
     from lmmr1_agent.learner.zero import ZeroLearner
 
@@ -75,12 +83,12 @@ def _first_update(folder, config, samples):
     return metrics, learner.state_dict()
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_a_zero_learners_first_update_is_the_torch_learners(tiny_vl, tmp_path, stage):
-    config = tiny_config(tiny_vl, tmp_path, stage="mgt", generate_max_len=6, **PPO)
-    samples = _samples(tiny_vl)
-    torch_metrics, torch_weights = _first_update(tiny_vl, config, samples)
-    metrics, weights = _first_update(tiny_vl, dataclasses.replace(config, zero_stage=stage), samples)
+@pytest.mark.parametrize("stage,offload", [(2, False), (3, False), (2, True)])
+def test_a_zero_learners_first_update_is_the_torch_learners(tiny_vl, torch_first_update, stage, offload):
+    """ZeRO-2, ZeRO-3, and ZeRO-2 with the optimizer states offloaded to CPU memory (ZeRO-Offload)."""
+    config, samples, torch_metrics, torch_weights = torch_first_update
+    metrics, weights = _first_update(tiny_vl, dataclasses.replace(config, zero_stage=stage,
+                                                                  offload_optimizer=offload), samples)
     start = HFAgent(str(tiny_vl)).model.state_dict()
     assert set(weights) == set(torch_weights) == set(start)
     assert max((torch_weights[k] - start[k]).abs().max() for k in start) > 5e-4  # the update moved the weights
