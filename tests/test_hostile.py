@@ -321,18 +321,32 @@ def test_workers_die_with_a_sigkilled_parent():
 
 # ---- the learner: a non-finite update is skipped, weights and optimizer state untouched ----
 
-def test_a_non_finite_gradient_or_loss_skips_the_update(tiny_llama, tmp_path):
-    import copy
-
+@pytest.mark.parametrize("zero_stage", [-1, 2])
+def test_a_non_finite_gradient_or_loss_skips_the_update(tiny_llama, tmp_path, zero_stage):
+    """The torch learner checks the losses and the gradient norm itself; DeepSpeed's ZeRO finds the non-finite
+    gradient in its step and skips it (its client optimizer's state and our schedule stay)."""
     from lmmr1_agent.learner.config import resolve
-    from lmmr1_agent.learner.samples import episodes_to_samples
     from lmmr1_agent.learner.workers import LocalWorkers
 
+    if zero_stage >= 0:
+        pytest.importorskip("deepspeed", reason="the DeepSpeed learner needs the deepspeed extra")
     config = resolve({"stage": "fre", "model": str(tiny_llama), "envs": [{"id": "Toy/Digits-v0", "weight": 1.0,
                       "kwargs": {}}], "n_samples_per_prompt": 4, "rollout_batch_size": 2, "train_batch_size": 8,
                       "micro_train_batch_size": 4, "generate_max_len": 6, "actor_learning_rate": 1e-3,
-                      "skip_zero_advantage_groups": False, "output_dir": str(tmp_path), "demonstration": False}, {})
-    workers = LocalWorkers(config, str(tiny_llama))
+                      "skip_zero_advantage_groups": False, "output_dir": str(tmp_path), "demonstration": False,
+                      "zero_stage": zero_stage}, {})
+    try:
+        _skips_non_finite_updates(LocalWorkers(config, str(tiny_llama)))
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _skips_non_finite_updates(workers):
+    import copy
+
+    from lmmr1_agent.learner.samples import episodes_to_samples
+
     learner = workers.host.learner
     samples = episodes_to_samples(*workers.collect(0))
     samples[0].reward = 1.0  # a nonzero advantage somewhere, so a good update moves the weights
