@@ -335,11 +335,9 @@ def test_a_non_finite_gradient_or_loss_skips_the_update(tiny_llama, tmp_path, ze
                       "micro_train_batch_size": 4, "generate_max_len": 6, "actor_learning_rate": 1e-3,
                       "skip_zero_advantage_groups": False, "output_dir": str(tmp_path), "demonstration": False,
                       "zero_stage": zero_stage}, {})
-    try:
-        _skips_non_finite_updates(LocalWorkers(config, str(tiny_llama)))
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    # (DeepSpeed's one-rank process group stays for the session: DeepSpeed keeps handles to it that a new one would
+    # not replace)
+    _skips_non_finite_updates(LocalWorkers(config, str(tiny_llama)))
 
 
 def _skips_non_finite_updates(workers):

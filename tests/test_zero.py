@@ -47,14 +47,6 @@ def tiny_vl(tmp_path_factory):
     return FAMILIES["qwen2_5_vl"](tmp_path_factory.mktemp("zero") / "qwen2_5_vl")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def process_group():
-    """The one-rank process group the in-process DeepSpeed learners share, torn down after the module."""
-    yield
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
 def _samples(folder):
     agent = HFAgent(str(folder), temperature=1.0, max_new_tokens=6)
     make = lambda: gym.make("LMMR1/VisualMath-v0", image_size=(48, 48))  # noqa: E731

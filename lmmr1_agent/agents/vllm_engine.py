@@ -103,7 +103,7 @@ class VLLMEngine:
         """``(token ids, log-probs, truncated)`` per prompt (``{"prompt_token_ids": ..., "multi_modal_data": ...}``)."""
         bias = {int(t): BANNED_BIAS for t in banned_token_ids} or None
         params = [self.vllm.SamplingParams(temperature=temperature, max_tokens=max_tokens, logprobs=0, seed=int(s),
-                                           stop_token_ids=list(stop_token_ids), logit_bias=bias,
+                                           stop_token_ids=list(stop_token_ids), ignore_eos=True, logit_bias=bias,
                                            skip_special_tokens=False, detokenize=False) for s in seeds]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         #: The prompts as vLLM ran them (image placeholders expanded by its processor), for checks.
@@ -178,8 +178,12 @@ class VLLMPolicyAgent(Agent):
         eos = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
         self.eos_ids = {int(i) for i in eos}
         self._seeds = np.random.default_rng(seed)
-        self.engine = VLLMEngine(path, seed=seed, dtype="float32" if dtype == "auto" and not torch.cuda.is_available()
-                                 else ("bfloat16" if dtype == "auto" else dtype),
+        text_config = config.get_text_config()
+        context = int(getattr(text_config, "max_position_embeddings", 0) or 0) or None
+        from lmmr1_agent.devices import resolve_dtype
+
+        self.engine = VLLMEngine(path, seed=seed, max_model_len=context,
+                                 dtype=resolve_dtype(dtype, "cuda" if torch.cuda.is_available() else "cpu"),
                                  gpu_memory_utilization=gpu_memory_utilization,
                                  tensor_parallel_size=tensor_parallel_size,
                                  pixels=(DEFAULT_MIN_PIXELS, pixels) if vision else None)
@@ -201,7 +205,7 @@ class VLLMPolicyAgent(Agent):
             expanded.append(ids)
             images = ImageAdapter._images(conversation)  # all of them: vLLM encodes the whole prompt's
             prompt: dict[str, Any] = {"prompt_token_ids": collapse_image_runs(ids, self.image_token_id)}
-            if images:
+            if images and self.image_token_id is not None:
                 prompt["multi_modal_data"] = {"image": images}
             prompts.append(prompt)
         results = self.engine.generate(prompts, [int(s) % (1 << 63) for s in seeds], temperature=self.temperature,

@@ -215,6 +215,15 @@ class RayWorkers:
         self.ray, self.config, self.model_path = ray, config, model_path
         self.started = connect(config, model_path)
         self.plain = dataclasses.asdict(config)
+        self.learners, self.runners, self.group = [], [], None
+        try:
+            self._start()
+        except BaseException:  # actors, the placement group and a cluster we started go with the failed start
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        ray, config, model_path = self.ray, self.config, self.model_path
         world = config.learner_num_workers
         learner = _resources(config.learner_num_cpus, config.learner_num_gpus, config.learner_memory_mb)
         runner = _resources(config.runner_num_cpus, config.runner_num_gpus, config.runner_memory_mb)

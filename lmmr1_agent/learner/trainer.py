@@ -345,17 +345,19 @@ class Learner:
                 empty = not any(i in row for i in chunk)
                 if empty and passes == 0 and not self.actor.steps_without_backward and self.world == 1:
                     self._padding_pass(samples[chunk[0]])
-                # One bad number would poison AdamW's moments for good: drop this update, keep the state.
-                (bad,) = self._all_reduce([float(not all(math.isfinite(x) for x in (*chunk_losses, *chunk_values)))],
-                                          "max")
+                # One bad number would poison AdamW's moments for good: drop this update, keep the state. Every rank
+                # decides the same (a rank that stepped alone would wait in the others' reduction).
                 norms = [updater.clip(empty) for updater in self._updaters()]
-                if bad or not all(n is None or math.isfinite(n) for n in norms):
+                known = [n for n in norms if n is not None]  # (ZeRO 1-3 check their own norm in the step)
+                finite = all(math.isfinite(x) for x in (*chunk_losses, *chunk_values, *known))
+                (bad,) = self._all_reduce([float(not finite)], "max")
+                if bad:
                     skipped += 1
                     for updater in self._updaters():
                         updater.discard()
                     continue
                 stepped = [updater.step() for updater in self._updaters()]
-                if stepped[0] is None:  # DeepSpeed found a non-finite gradient and skipped the step itself
+                if any(s is None for s in stepped):  # DeepSpeed found a non-finite gradient and skipped the step itself
                     skipped += 1
                     continue
                 losses.extend(chunk_losses)
@@ -370,7 +372,9 @@ class Learner:
         if self.critic is not None:
             self.critic.eval()
         kl_tokens = torch.cat(experience["kl"]).cpu() if experience["kl"] else torch.zeros(0)
-        means = self._means([losses, clips, kl_tokens.tolist(), value_losses])
+        means = self._means([losses, clips, kl_tokens.tolist() if self.world > 1 else [], value_losses])
+        if self.world == 1:
+            means[2] = float(kl_tokens.mean()) if len(kl_tokens) else 0.0
         metrics.update({"losses/skipped_updates": skipped,
                         "losses/policy": means[0],
                         "losses/clip_fraction": means[1],

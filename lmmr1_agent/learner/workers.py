@@ -18,7 +18,7 @@ import torch
 from lmmr1_agent.agents.hf import HFAgent
 from lmmr1_agent.devices import resolve_device, resolve_dtype
 from lmmr1_agent.learner.checkpoint import checkpoint_temporary, commit_checkpoint, load_trainer_state, save_checkpoint
-from lmmr1_agent.learner.config import StageConfig
+from lmmr1_agent.learner.config import ConfigError, StageConfig
 from lmmr1_agent.learner.runner import EnvRunner
 from lmmr1_agent.learner.samples import Sample
 from lmmr1_agent.learner.trainer import Learner
@@ -122,6 +122,12 @@ class LearnerHost:
         if self.zero:
             self.learner.load_states(Path(checkpoint))
             state = load_trainer_state(Path(checkpoint), None, self.learner.scheduler)
+            # DeepSpeed restores the moments, not the learning rate the schedule had reached
+            for group, lr in zip(self.learner.optimizer.param_groups, self.learner.scheduler.get_last_lr()):
+                group["lr"] = lr
+        elif (Path(checkpoint) / "deepspeed").is_dir():
+            raise ConfigError(f"checkpoint {checkpoint} was written by the DeepSpeed learner: resume it with the same "
+                              "--zero-stage")
         else:
             state = load_trainer_state(Path(checkpoint), self.learner.optimizer, self.learner.scheduler,
                                        self.learner.extra_state())

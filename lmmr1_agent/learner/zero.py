@@ -85,7 +85,8 @@ def engine_config(config: StageConfig, bfloat16: bool, world: int) -> dict[str, 
         "managed_gradient_accumulation": False,
         "gradient_clipping": config.max_norm,
         "bf16": {"enabled": bfloat16},
-        "data_types": {"grad_accum_dtype": "fp32"} if bfloat16 else {},
+        # float32 accumulation where DeepSpeed offers it (its stage 0 refuses bfloat16 weights with it)
+        "data_types": {"grad_accum_dtype": "fp32"} if bfloat16 and config.zero_stage >= 1 else {},
         "zero_optimization": zero,
         # the client optimizer (torch AdamW) may run on the CPU states: DeepSpeed's own compiles for minutes
         "zero_force_ds_cpu_optimizer": False,
@@ -180,8 +181,9 @@ class ZeroLearner(Learner):
 
     def __init__(self, config: StageConfig, policy: Policy):
         init_distributed(str(policy.device))
-        if config.zero_stage == 3 and torch.distributed.get_world_size() > 1:
-            # a shared prompt runs as two forward passes, a full row as one: ranks would gather weights unevenly
+        if torch.distributed.get_world_size() > 1:
+            # a shared prompt runs as two forward passes, a full row as one: ranks would gather weights (ZeRO-3) or
+            # fill gradient buckets (ZeRO-1/2) in different orders
             policy.share_prefix = False
         super().__init__(config, policy)
 
