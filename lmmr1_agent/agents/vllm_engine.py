@@ -3,7 +3,7 @@ and their log-probs out, the learner's weights loaded in place after every updat
 
 - **Token-in / token-out.** The Hugging Face side of the policy (its tokenizer and processor: the adapter, no
   weights) renders every prompt exactly as the learner will score it, image tokens expanded; vLLM gets those ids
-  with each image's run of placeholder tokens collapsed to one (it expands them again with the same processor)
+  with each image's run of image tokens shortened to one (it expands them again with the same processor)
   and the images as ``multi_modal_data``. A multi-turn episode (``history: full``) continues its own earlier
   tokens. The response carries the expanded prompt ids, so the learner's sequence is the sampler's.
 - **The sampler's distribution.** One request per sample with its own seed (so a group's samples do not depend on
@@ -106,7 +106,7 @@ class VLLMEngine:
                                            stop_token_ids=list(stop_token_ids), ignore_eos=True, logit_bias=bias,
                                            skip_special_tokens=False, detokenize=False) for s in seeds]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        #: The prompts as vLLM ran them (image placeholders expanded by its processor), for checks.
+        #: The prompts as vLLM ran them (each image's token run expanded by its processor), for checks.
         self.last_prompt_ids = [list(output.prompt_token_ids) for output in outputs]
         results = []
         for output in outputs:
