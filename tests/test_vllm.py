@@ -40,3 +40,49 @@ def test_vllm_samples_images_with_the_policys_logprobs_and_takes_new_weights_in_
     # --rollout-engine vllm end to end: both steps ran and synced, the stage finished with its final folder
     assert report["train_steps"] == [1, 2] and all(s > 0 for s in report["train_sync_seconds"]), report
     assert report["train_final"] and report["train_after_step"] == 2
+
+
+class _RecordingLLM:
+    """``vllm.LLM`` as far as :class:`VLLMEngine`'s sleep and wake calls go: vLLM has no sleep mode on a CPU, so the
+    order of the calls is what can be checked here."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.llm_engine = object()
+
+    def sleep(self, level):
+        self.calls.append(("sleep", level))
+
+    def wake_up(self, tags=None):
+        self.calls.append(("wake_up", tuple(tags)))
+
+    def generate(self, prompts, params, use_tqdm):
+        self.calls.append(("generate",))
+        return []
+
+    def collective_rpc(self, name, args):
+        self.calls.append(("load", name))
+
+    def reset_prefix_cache(self):
+        self.calls.append(("reset_prefix_cache",))
+
+
+@pytest.mark.parametrize("sleeps", [True, False])
+def test_a_sleeping_engine_wakes_its_weights_to_load_them_and_everything_to_generate(sleeps):
+    import torch
+
+    from lmmr1_agent.agents.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine.__new__(VLLMEngine)  # no vllm.LLM: the recording one stands in
+    engine.llm, engine.sleeps, engine.asleep = _RecordingLLM(), sleeps, set()
+    engine.vllm = type("vllm", (), {"SamplingParams": staticmethod(lambda **options: options)})
+    sample = {"temperature": 1.0, "max_tokens": 4, "stop_token_ids": [0]}
+    engine.generate([], [], **sample)
+    engine.load_weights({"w": torch.zeros(2)})
+    engine.generate([], [], **sample)
+    generate, load, reset = ("generate",), ("load", "lmmr1_load_weights"), ("reset_prefix_cache",)
+    if sleeps:  # the update runs while the engine sleeps; its weights wake to be loaded, the KV cache to sample
+        assert engine.llm.calls == [generate, ("sleep", 1), ("wake_up", ("weights",)), load, reset,
+                                    ("wake_up", ("kv_cache",)), generate, ("sleep", 1)]
+    else:
+        assert engine.llm.calls == [generate, load, reset, generate]

@@ -451,21 +451,18 @@ def marker_token_ids(config, adapter: TextAdapter) -> list[int]:
     return sorted(int(i) for i in ids if isinstance(i, int) and i >= 0)
 
 
-class HFAgent(Agent):
-    """A Hugging Face model as an agent; returns token ids and sampling log-probs, so it can be trained.
-
-    ``model``: a local folder, a hub id, or an embedded name (``embedded``, ``embedded-vl``, ``embedded-vl-random``).
-    ``temperature=0`` decodes greedily. The demonstration exchange is sent by default for the embedded
-    model (a 135M model never finds the answer format without it) and for folders whose config says they were
-    built or trained with it (:data:`DEMONSTRATION_ATTRIBUTE`), not for others.
-    """
+class SampledAgent(Agent):
+    """What every agent that samples a Hugging Face model shares, whatever generates (:class:`HFAgent`, or
+    :class:`~lmmr1_agent.agents.vllm_engine.VLLMPolicyAgent`): the model's config, tokenizer and adapter, its
+    turn-end tokens, the demonstration rule, the context check and :meth:`respond`'s contract (prompt ids, token
+    ids, sampling log-probs, one seed per row). Subclasses build the prompts (:meth:`_prompt_inputs`) and sample
+    them (:meth:`_sample`)."""
 
     trainable = True
 
-    def __init__(self, model: str = "embedded", *, temperature: float = 0.0, max_new_tokens: int = 256,
-                 seed: int = 0, demonstration: bool | None = None, min_pixels: int = DEFAULT_MIN_PIXELS,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, dtype: str = "float32", device: str = "cpu",
-                 attn_implementation: str | None = None):
+    def _load(self, model: str, *, seed: int, max_new_tokens: int, demonstration: bool | None, min_pixels: int,
+              max_pixels: int):
+        """Read ``model``'s config, tokenizer and adapter; returns ``(path, config, adapter)``."""
         from transformers import AutoConfig, AutoTokenizer
 
         self.name = model
@@ -481,13 +478,9 @@ class HFAgent(Agent):
         if demonstration is None:
             demonstration = model in EMBEDDED or bool(getattr(config, DEMONSTRATION_ATTRIBUTE, False))
         self.uses_demonstration = demonstration
-        loader = model_class(model, config)
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        torch_dtype = getattr(torch, dtype)
-        attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        network = loader.from_pretrained(path, dtype=torch_dtype, **attention).to(device).eval()
         if is_vision_model(config):
             adapter: TextAdapter = image_adapter(model, path, tokenizer, config, min_pixels=min_pixels,
                                                  max_pixels=max_pixels)
@@ -495,36 +488,27 @@ class HFAgent(Agent):
             adapter = TextAdapter(model, tokenizer)
         text_config = config.get_text_config()
         self.context = int(getattr(text_config, "max_position_embeddings", 0) or 1 << 30)
-        eos = network.generation_config.eos_token_id
+        return path, config, adapter
+
+    @staticmethod
+    def _eos_ids(path: str, config, tokenizer) -> list[int]:
+        """The turn-end tokens: the model's generation config's (what ``from_pretrained`` gives a model), else the
+        tokenizer's end of sequence."""
+        try:
+            generation = GenerationConfig.from_pretrained(path)
+        except OSError:
+            generation = GenerationConfig.from_model_config(config)
+        eos = generation.eos_token_id
         eos = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
-        #: The model, its adapter and the sampling rules the learner shares (:class:`~lmmr1_agent.policy.Policy`).
-        self.policy = Policy(network, adapter, temperature=temperature, eos_ids=eos,
-                             banned_token_ids=marker_token_ids(config, adapter) if is_vision_model(config) else ())
-
-    # The policy's parts, as the rollout, the runners and the tests read them.
-    model = property(lambda self: self.policy.model)
-    adapter = property(lambda self: self.policy.adapter)
-    tokenizer = property(lambda self: self.policy.tokenizer)
-    processor = property(lambda self: self.policy.processor)
-    banned_token_ids = property(lambda self: self.policy.banned_token_ids)
-    eos_ids = property(lambda self: self.policy.eos_ids)
-
-    @property
-    def temperature(self) -> float:
-        return self.policy.temperature
-
-    @temperature.setter
-    def temperature(self, value: float) -> None:
-        self.policy.temperature = float(value)
+        return [int(i) for i in eos]
 
     def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
         return self.respond(conversations, infos)
 
-    @torch.no_grad()
     def respond(self, conversations: Sequence[list[Message]], infos: Sequence[dict], *,
                 prefix_ids: Sequence[list[int] | None] | None = None,
                 seeds: Sequence[int] | None = None) -> list[Response]:
-        inputs = self.policy.prompt_inputs(conversations, prefix_ids)
+        inputs = self._prompt_inputs(conversations, prefix_ids)
         if seeds is None:
             seeds = self._seeds.integers(1 << 62, size=len(conversations)).tolist()
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
@@ -543,6 +527,63 @@ class HFAgent(Agent):
                 for i, reply in zip(keep, kept):
                     replies[i] = reply
             return replies
+        return self._sample(conversations, inputs, seeds)
+
+    @abc.abstractmethod
+    def _prompt_inputs(self, conversations: Sequence[list[Message]],
+                       prefix_ids: Sequence[list[int] | None] | None) -> dict[str, torch.Tensor]:
+        """The adapter's left-padded inputs of ``conversations``."""
+
+    @abc.abstractmethod
+    def _sample(self, conversations: Sequence[list[Message]], inputs: dict[str, torch.Tensor],
+                seeds: Sequence[int]) -> list[Response]:
+        """One sampled response per row of ``inputs``, row ``i`` drawn with ``seeds[i]``."""
+
+
+class HFAgent(SampledAgent):
+    """A Hugging Face model as an agent; returns token ids and sampling log-probs, so it can be trained.
+
+    ``model``: a local folder, a hub id, or an embedded name (``embedded``, ``embedded-vl``, ``embedded-vl-random``).
+    ``temperature=0`` decodes greedily. The demonstration exchange is sent by default for the embedded
+    model (a 135M model never finds the answer format without it) and for folders whose config says they were
+    built or trained with it (:data:`DEMONSTRATION_ATTRIBUTE`), not for others.
+    """
+
+    def __init__(self, model: str = "embedded", *, temperature: float = 0.0, max_new_tokens: int = 256,
+                 seed: int = 0, demonstration: bool | None = None, min_pixels: int = DEFAULT_MIN_PIXELS,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, dtype: str = "float32", device: str = "cpu",
+                 attn_implementation: str | None = None):
+        path, config, adapter = self._load(model, seed=seed, max_new_tokens=max_new_tokens,
+                                           demonstration=demonstration, min_pixels=min_pixels, max_pixels=max_pixels)
+        attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        network = model_class(model, config).from_pretrained(path, dtype=getattr(torch, dtype),
+                                                             **attention).to(device).eval()
+        #: The model, its adapter and the sampling rules the learner shares (:class:`~lmmr1_agent.policy.Policy`).
+        self.policy = Policy(network, adapter, temperature=temperature,
+                             eos_ids=self._eos_ids(path, config, adapter.tokenizer),
+                             banned_token_ids=marker_token_ids(config, adapter) if is_vision_model(config) else ())
+
+    # The policy's parts, as the rollout, the runners and the tests read them.
+    model = property(lambda self: self.policy.model)
+    adapter = property(lambda self: self.policy.adapter)
+    tokenizer = property(lambda self: self.policy.tokenizer)
+    processor = property(lambda self: self.policy.processor)
+    banned_token_ids = property(lambda self: self.policy.banned_token_ids)
+    eos_ids = property(lambda self: self.policy.eos_ids)
+
+    @property
+    def temperature(self) -> float:
+        return self.policy.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.policy.temperature = float(value)
+
+    def _prompt_inputs(self, conversations, prefix_ids):
+        return self.policy.prompt_inputs(conversations, prefix_ids)
+
+    @torch.no_grad()
+    def _sample(self, conversations, inputs, seeds):
         sampler = RowSampler(seeds, self.temperature, self.banned_token_ids)
         # generate() only decodes greedily here: the sampler has already drawn each row's token.
         # A clean generation config: the model's own may carry logits processors (Qwen2.5-VL's repetition penalty)

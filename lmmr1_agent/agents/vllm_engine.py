@@ -27,8 +27,16 @@ from typing import Any
 
 import torch
 
-from lmmr1_agent.agents.base import Agent, Response
-from lmmr1_env.types import Message
+from lmmr1_agent.agents.base import Response
+from lmmr1_agent.agents.hf import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    ImageAdapter,
+    SampledAgent,
+    is_vision_model,
+    marker_token_ids,
+)
+from lmmr1_agent.devices import resolve_dtype
 
 #: vLLM's floor for a logit bias: a banned token's probability is then e^-100 of the others', zero in float32.
 BANNED_BIAS = -100.0
@@ -71,11 +79,18 @@ def collapse_image_runs(ids: Sequence[int], image_token_id: int | None) -> list[
 
 
 class VLLMEngine:
-    """One ``vllm.LLM`` holding the policy's weights."""
+    """One ``vllm.LLM`` holding the policy's weights.
+
+    ``sleep`` (CUDA only: vLLM's CPU backend has no sleep mode): between rollouts the engine sleeps at level 1
+    (weights offloaded to host memory, KV cache freed), so a learner colocated on the same GPU has its memory for
+    the update. It wakes its weights alone to load new ones, and everything before it generates."""
+
+    #: What a level-1 sleep frees (vLLM's ``wake_up`` tags).
+    SLEEP_TAGS = ("weights", "kv_cache")
 
     def __init__(self, path: str, *, seed: int = 0, dtype: str = "auto", max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.8, tensor_parallel_size: int = 1,
-                 pixels: tuple[int, int] | None = None, enforce_eager: bool | None = None):
+                 pixels: tuple[int, int] | None = None, enforce_eager: bool | None = None, sleep: bool = False):
         try:
             import vllm
         except ImportError:
@@ -89,8 +104,11 @@ class VLLMEngine:
                                    "worker_extension_cls": f"{__name__}.WeightSync",
                                    "tensor_parallel_size": tensor_parallel_size,
                                    "enforce_eager": cpu if enforce_eager is None else enforce_eager}
+        self.sleeps = sleep and not cpu
+        self.asleep: set[str] = set()
         if not cpu:
             options["gpu_memory_utilization"] = gpu_memory_utilization
+            options["enable_sleep_mode"] = self.sleeps
         if max_model_len:
             options["max_model_len"] = max_model_len
         if pixels:  # the bounds our adapter resizes with: vLLM's processor must give each image as many tokens
@@ -101,6 +119,7 @@ class VLLMEngine:
                  stop_token_ids: Sequence[int], banned_token_ids: Sequence[int] = ()) -> list[tuple[list[int],
                                                                                                    list[float], bool]]:
         """``(token ids, log-probs, truncated)`` per prompt (``{"prompt_token_ids": ..., "multi_modal_data": ...}``)."""
+        self.wake()
         bias = {int(t): BANNED_BIAS for t in banned_token_ids} or None
         params = [self.vllm.SamplingParams(temperature=temperature, max_tokens=max_tokens, logprobs=0, seed=int(s),
                                            stop_token_ids=list(stop_token_ids), ignore_eos=True, logit_bias=bias,
@@ -114,7 +133,21 @@ class VLLMEngine:
             ids = list(completion.token_ids)
             logprobs = [float(step[token].logprob) for step, token in zip(completion.logprobs or [], ids)]
             results.append((ids, logprobs, completion.finish_reason == "length"))
+        self.sleep()
         return results
+
+    def sleep(self) -> None:
+        """Free the GPU memory until the next :meth:`wake` (a no-op unless the engine sleeps)."""
+        if self.sleeps and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = set(self.SLEEP_TAGS)
+
+    def wake(self, tags: Sequence[str] = SLEEP_TAGS) -> None:
+        """Take back the memory of ``tags`` (all of it by default) if the engine sleeps."""
+        waking = [tag for tag in tags if tag in self.asleep]
+        if waking:
+            self.llm.wake_up(tags=waking)
+            self.asleep -= set(waking)
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         """The policy's new weights (Hugging Face names, any subset), in place in every worker."""
@@ -126,6 +159,7 @@ class VLLMEngine:
                 seen.add(tensor.data_ptr())
                 unique[name] = tensor.detach().to("cpu").contiguous()
         blob = save(unique)
+        self.wake(["weights"])  # the KV cache stays freed until the next rollout
         self.llm.collective_rpc("lmmr1_load_weights", args=(blob,))
         self.llm.reset_prefix_cache()
         engine_core = getattr(self.llm.llm_engine, "engine_core", None)
@@ -133,72 +167,36 @@ class VLLMEngine:
             engine_core.reset_encoder_cache()
 
 
-class VLLMPolicyAgent(Agent):
+class VLLMPolicyAgent(SampledAgent):
     """The policy sampled by vLLM: the Hugging Face adapter (tokenizer, processor, chat template) builds the prompt
     ids, :class:`VLLMEngine` samples; responses carry what the learner needs (expanded prompt ids, token ids,
-    log-probs), so it trains like :class:`~lmmr1_agent.agents.hf.HFAgent`."""
+    log-probs), so it trains like :class:`~lmmr1_agent.agents.hf.HFAgent`.
 
-    trainable = True
+    ``sleep``: the engine frees its GPU memory between rollouts (``--colocate`` on CUDA; :class:`VLLMEngine`)."""
 
     def __init__(self, model: str, *, temperature: float = 1.0, max_new_tokens: int = 256, seed: int = 0,
                  demonstration: bool | None = None, max_pixels: int | None = None, dtype: str = "auto",
-                 gpu_memory_utilization: float = 0.8, tensor_parallel_size: int = 1):
-        import numpy as np
-        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
-
-        from lmmr1_agent.agents.hf import (
-            DEFAULT_MAX_PIXELS,
-            DEFAULT_MIN_PIXELS,
-            TextAdapter,
-            image_adapter,
-            is_vision_model,
-            marker_token_ids,
-        )
-        from lmmr1_agent.models.embedded import EMBEDDED, resolve_model
-        from lmmr1_agent.models.saving import DEMONSTRATION_ATTRIBUTE
-
-        path = resolve_model(model)
-        config = AutoConfig.from_pretrained(path)
-        self.name, self.temperature, self.max_new_tokens = model, float(temperature), int(max_new_tokens)
-        if demonstration is None:
-            demonstration = model in EMBEDDED or bool(getattr(config, DEMONSTRATION_ATTRIBUTE, False))
-        self.uses_demonstration = demonstration
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        vision = is_vision_model(config)
+                 gpu_memory_utilization: float = 0.8, tensor_parallel_size: int = 1, sleep: bool = False):
         pixels = max_pixels or DEFAULT_MAX_PIXELS
-        self.adapter = (image_adapter(model, path, tokenizer, config, min_pixels=DEFAULT_MIN_PIXELS,
-                                      max_pixels=pixels) if vision else TextAdapter(model, tokenizer))
-        self.tokenizer = tokenizer
+        path, config, self.adapter = self._load(model, seed=seed, max_new_tokens=max_new_tokens,
+                                                demonstration=demonstration, min_pixels=DEFAULT_MIN_PIXELS,
+                                                max_pixels=pixels)
+        self.tokenizer = self.adapter.tokenizer
+        self.temperature = float(temperature)
+        vision = is_vision_model(config)
         self.banned_token_ids = marker_token_ids(config, self.adapter) if vision else []
         self.image_token_id = getattr(config, "image_token_id", None) if vision else None
-        eos = GenerationConfig.from_pretrained(path).eos_token_id if os.path.isfile(
-            os.path.join(path, "generation_config.json")) else None
-        eos = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
-        self.eos_ids = {int(i) for i in eos}
-        self._seeds = np.random.default_rng(seed)
-        text_config = config.get_text_config()
-        context = int(getattr(text_config, "max_position_embeddings", 0) or 0) or None
-        from lmmr1_agent.devices import resolve_dtype
-
-        self.engine = VLLMEngine(path, seed=seed, max_model_len=context,
+        self.eos_ids = set(self._eos_ids(path, config, self.tokenizer))
+        self.engine = VLLMEngine(path, seed=seed, max_model_len=self.context if self.context < 1 << 30 else None,
                                  dtype=resolve_dtype(dtype, "cuda" if torch.cuda.is_available() else "cpu"),
                                  gpu_memory_utilization=gpu_memory_utilization,
-                                 tensor_parallel_size=tensor_parallel_size,
+                                 tensor_parallel_size=tensor_parallel_size, sleep=sleep,
                                  pixels=(DEFAULT_MIN_PIXELS, pixels) if vision else None)
 
-    def act(self, conversations: Sequence[list[Message]], infos: Sequence[dict]) -> list[Response]:
-        return self.respond(conversations, infos)
+    def _prompt_inputs(self, conversations, prefix_ids):
+        return self.adapter.prepare(conversations, prefix_ids)
 
-    def respond(self, conversations: Sequence[list[Message]], infos: Sequence[dict], *,
-                prefix_ids: Sequence[list[int] | None] | None = None,
-                seeds: Sequence[int] | None = None) -> list[Response]:
-        from lmmr1_agent.agents.hf import ImageAdapter
-
-        inputs = self.adapter.prepare(conversations, prefix_ids)
-        if seeds is None:
-            seeds = self._seeds.integers(1 << 62, size=len(conversations)).tolist()
+    def _sample(self, conversations, inputs, seeds):
         prompts, expanded = [], []
         for row, conversation in enumerate(conversations):
             ids = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()

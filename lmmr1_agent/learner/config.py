@@ -100,7 +100,7 @@ class StageConfig:
                                       "zero_stage >= 0 and num_env_runners >= 1 when above 1)")
     colocate: bool = option(False, "Ray: put learner rank i and env runner i in one placement-group bundle (one node; "
                             "on one GPU with fractional --learner-num-gpus / --runner-num-gpus); needs as many runners "
-                            "as learner ranks")
+                            "as learner ranks; a vLLM engine then sleeps between rollouts on CUDA")
     num_env_runners: int = option(0, "Ray env-runner actors (0: runner and learner in this process, the default)")
     ray_address: str = option("", "Ray cluster to join: auto, HOST:PORT or ray://...; empty starts a local one")
     ray_object_store_mb: int = option(0, "object store of a local Ray cluster in MB (0: 256 + twice the weights)")

@@ -83,7 +83,7 @@ def runner_policy(config: StageConfig, model_path: str):
         return VLLMPolicyAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
                                seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels,
                                dtype=config.dtype, gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-                               tensor_parallel_size=config.vllm_tensor_parallel_size)
+                               tensor_parallel_size=config.vllm_tensor_parallel_size, sleep=config.colocate)
     return stage_policy(config, model_path)
 
 
