@@ -462,7 +462,8 @@ class SampledAgent(Agent):
 
     def _load(self, model: str, *, seed: int, max_new_tokens: int, demonstration: bool | None, min_pixels: int,
               max_pixels: int):
-        """Read ``model``'s config, tokenizer and adapter; returns ``(path, config, adapter)``."""
+        """Read ``model``'s config, tokenizer and adapter; returns ``(path, config, adapter, loader)``, ``loader``
+        the ``Auto*`` class of its weights (a model type lmmr1 cannot drive is a ValueError before anything loads)."""
         from transformers import AutoConfig, AutoTokenizer
 
         self.name = model
@@ -478,6 +479,7 @@ class SampledAgent(Agent):
         if demonstration is None:
             demonstration = model in EMBEDDED or bool(getattr(config, DEMONSTRATION_ATTRIBUTE, False))
         self.uses_demonstration = demonstration
+        loader = model_class(model, config)
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -488,7 +490,7 @@ class SampledAgent(Agent):
             adapter = TextAdapter(model, tokenizer)
         text_config = config.get_text_config()
         self.context = int(getattr(text_config, "max_position_embeddings", 0) or 1 << 30)
-        return path, config, adapter
+        return path, config, adapter, loader
 
     @staticmethod
     def _eos_ids(path: str, config, tokenizer) -> list[int]:
@@ -553,11 +555,11 @@ class HFAgent(SampledAgent):
                  seed: int = 0, demonstration: bool | None = None, min_pixels: int = DEFAULT_MIN_PIXELS,
                  max_pixels: int = DEFAULT_MAX_PIXELS, dtype: str = "float32", device: str = "cpu",
                  attn_implementation: str | None = None):
-        path, config, adapter = self._load(model, seed=seed, max_new_tokens=max_new_tokens,
-                                           demonstration=demonstration, min_pixels=min_pixels, max_pixels=max_pixels)
+        path, config, adapter, loader = self._load(model, seed=seed, max_new_tokens=max_new_tokens,
+                                                   demonstration=demonstration, min_pixels=min_pixels,
+                                                   max_pixels=max_pixels)
         attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        network = model_class(model, config).from_pretrained(path, dtype=getattr(torch, dtype),
-                                                             **attention).to(device).eval()
+        network = loader.from_pretrained(path, dtype=getattr(torch, dtype), **attention).to(device).eval()
         #: The model, its adapter and the sampling rules the learner shares (:class:`~lmmr1_agent.policy.Policy`).
         self.policy = Policy(network, adapter, temperature=temperature,
                              eos_ids=self._eos_ids(path, config, adapter.tokenizer),

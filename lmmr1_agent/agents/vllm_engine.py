@@ -178,9 +178,9 @@ class VLLMPolicyAgent(SampledAgent):
                  demonstration: bool | None = None, max_pixels: int | None = None, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.8, tensor_parallel_size: int = 1, sleep: bool = False):
         pixels = max_pixels or DEFAULT_MAX_PIXELS
-        path, config, self.adapter = self._load(model, seed=seed, max_new_tokens=max_new_tokens,
-                                                demonstration=demonstration, min_pixels=DEFAULT_MIN_PIXELS,
-                                                max_pixels=pixels)
+        path, config, self.adapter, _ = self._load(model, seed=seed, max_new_tokens=max_new_tokens,
+                                                   demonstration=demonstration, min_pixels=DEFAULT_MIN_PIXELS,
+                                                   max_pixels=pixels)
         self.tokenizer = self.adapter.tokenizer
         self.temperature = float(temperature)
         vision = is_vision_model(config)
