@@ -25,6 +25,10 @@ _FRACTION = re.compile(r"(-?)\\frac\{(-?[0-9]{1,30})\}\{(-?[0-9]{1,30})\}")
 #: Two rationals further apart than this (relative to the larger, at least 1) are different to math-verify, which
 #: calls numbers equal when they round alike to 6 decimal places or agree to 15 digits: a wide margin over both.
 _DIFFERENT = Fraction(1, 10_000)
+#: ``x = 12`` once normalised (no spaces): one letter assigned a value. math-verify reads it as an equation and,
+#: against a gold that is no equation, compares its right-hand side (``grader.py``: an equation is unwrapped to its
+#: last relation's ``rhs``), so the verdict is the value's.
+_ASSIGNMENT = re.compile(r"[A-Za-z]=(.+)")
 #: ``\\frac{3\\pi}{4}`` (a multiple of pi written inside the fraction).
 _PI_OVER = re.compile(r"(-?)\\frac\{([0-9]{1,30})?\\pi\}\{([0-9]{1,30})\}")
 
@@ -72,7 +76,8 @@ def quick_answer_verdict(gold: str, prediction: str) -> dict | None:
 
     Decided here: equal normalised text (1), a multiple-choice gold (the letter the prediction names), two
     whole numbers (equal values; ``012`` is 12, as math-verify reads it), and two number literals (decimals,
-    ``\\frac{p}{q}``, rational multiples of pi) that are equal or clearly apart. The dict is
+    ``\\frac{p}{q}``, rational multiples of pi) that are equal or clearly apart, the prediction's possibly
+    assigned to one letter (``x = 12``). The dict is
     :func:`lmmr1_env.math_judge.judge_answer`'s.
     """
     gold_text, said = normalize_text(gold), normalize_text(prediction)
@@ -86,7 +91,8 @@ def quick_answer_verdict(gold: str, prediction: str) -> dict | None:
     if _INTEGER.fullmatch(gold_text) and _INTEGER.fullmatch(said):
         return {"accuracy": float(int(gold_text) == int(said)), "gold_parsed": True, "pred_parsed": True,
                 "how": "integer"}
-    a, b = _number(gold_text), _number(said)
+    assigned = _ASSIGNMENT.fullmatch(said)
+    a, b = _number(gold_text), _number(assigned.group(1) if assigned else said)
     if a is None or b is None:
         return None
     if a == b:

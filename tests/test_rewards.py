@@ -152,6 +152,25 @@ def test_the_string_fast_path_agrees_with_math_verify():
         assert quick_answer_verdict(gold, prediction) is None and verify_answer(gold, prediction)["accuracy"] == 1.0
     assert decided > 100
     assert quick_answer_verdict("12", "6 \\cdot 2") is None  # math-verify's to judge
+
+
+def test_a_value_assigned_to_a_letter_is_judged_as_math_verify_judges_it():
+    """``x = 12`` against a gold that is no equation: math-verify compares the right-hand side; so does the fast
+    path, for every letter (``e`` and ``i`` included: on the left of ``=`` math-verify reads them as symbols)."""
+    import string
+
+    cases = [("12", "12"), ("12", "13"), ("12", "012"), ("-3", "-3"), ("\\frac{1}{2}", "0.5"), ("10\\pi", "10\\pi"),
+             ("17.5", "\\frac{7}{2}"), ("49\\pi", "154")]
+    for letter in string.ascii_letters:
+        for gold, value in cases:
+            prediction = f"{letter} = {value}"
+            quick = quick_answer_verdict(gold, prediction)
+            assert quick is not None and quick["how"] in ("integer", "number"), prediction
+            assert quick["accuracy"] == verify_answer(gold, prediction)["accuracy"], (gold, prediction)
+    # not a single letter's value, or a gold that is an equation: math-verify's to judge
+    for gold, prediction in [("12", "x = 12 = 13"), ("12", "x_1 = 12"), ("12", "2x = 24"), ("12", "xy = 12"),
+                             ("x = 12", "y = 12"), ("12", "x = 6 \\cdot 2")]:
+        assert quick_answer_verdict(gold, prediction) is None, (gold, prediction)
     assert quick_answer_verdict("7" * 101, "7" * 101)["how"] == "exact"
     assert quick_answer_verdict("7" * 101, "0" + "7" * 101) is None  # no int() of unbounded digit strings
 
