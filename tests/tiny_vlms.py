@@ -30,39 +30,29 @@ CHAT_CORPUS = ["system", "user", "assistant", "model", "User:", "Assistant:", "S
 # Chat templates (simplified from each family's real one; content is a string or a list of text/image parts)
 # --------------------------------------------------------------------------------------------------------------------
 
-#: Qwen2-VL / Qwen2.5-VL: ChatML, a default system prompt when none is given, each image as
-#: ``<|vision_start|><|image_pad|><|vision_end|>`` in place.
+#: One ChatML message, each image as ``<|vision_start|><|image_pad|><|vision_end|>`` in place (Qwen2-VL to Qwen3-VL).
+_QWEN_MESSAGE = (
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' or 'image' in part -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part['type'] == 'video' or 'video' in part -%}{{ '<|vision_start|><|video_pad|><|vision_end|>' }}"
+    "{%- elif 'text' in part -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\\n' }}"
+)
+_QWEN_GENERATION_PROMPT = "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+
+#: Qwen2-VL / Qwen2.5-VL: a default system prompt when none is given.
 QWEN2_VL_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if loop.first and message['role'] != 'system' -%}"
     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string -%}{{ message['content'] }}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'image' or 'image' in part -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif part['type'] == 'video' or 'video' in part -%}{{ '<|vision_start|><|video_pad|><|vision_end|>' }}"
-    "{%- elif 'text' in part -%}{{ part['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<|im_end|>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+    "{%- endif -%}" + _QWEN_MESSAGE + "{%- endfor -%}" + _QWEN_GENERATION_PROMPT
 )
 
-#: Qwen3-VL: ChatML without a default system prompt, images as in Qwen2-VL.
-QWEN3_VL_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string -%}{{ message['content'] }}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'image' or 'image' in part -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif part['type'] == 'video' or 'video' in part -%}{{ '<|vision_start|><|video_pad|><|vision_end|>' }}"
-    "{%- elif 'text' in part -%}{{ part['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<|im_end|>\\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
-)
+#: Qwen3-VL: no default system prompt.
+QWEN3_VL_TEMPLATE = "{%- for message in messages -%}" + _QWEN_MESSAGE + "{%- endfor -%}" + _QWEN_GENERATION_PROMPT
 
 #: Qwen3 (text): ChatML; ``enable_thinking=False`` opens the answer with an empty think block, as the real one does.
 QWEN3_TEMPLATE = (
