@@ -29,6 +29,9 @@ _DIFFERENT = Fraction(1, 10_000)
 #: against a gold that is no equation, compares its right-hand side (``grader.py``: an equation is unwrapped to its
 #: last relation's ``rhs``), so the verdict is the value's.
 _ASSIGNMENT = re.compile(r"[A-Za-z]=(.+)")
+#: Digits apart by a space or a thin space (``1 2``, ``1\\,000``): normalising would join them into one number,
+#: which math-verify does not read them as.
+_SPLIT_DIGITS = re.compile(r"[0-9](?:\s|\\,|\\!)+[0-9]")
 #: ``\\frac{3\\pi}{4}`` (a multiple of pi written inside the fraction).
 _PI_OVER = re.compile(r"(-?)\\frac\{([0-9]{1,30})?\\pi\}\{([0-9]{1,30})\}")
 
@@ -80,6 +83,8 @@ def quick_answer_verdict(gold: str, prediction: str) -> dict | None:
     assigned to one letter (``x = 12``). The dict is
     :func:`lmmr1_env.math_judge.judge_answer`'s.
     """
+    if _SPLIT_DIGITS.search(gold) or _SPLIT_DIGITS.search(prediction):
+        return None
     gold_text, said = normalize_text(gold), normalize_text(prediction)
     if gold_text and gold_text == said:
         return {"accuracy": 1.0, "gold_parsed": True, "pred_parsed": True, "how": "exact"}

@@ -47,6 +47,26 @@ def test_hf_agent_returns_tokens_and_logprobs(tiny_llama):
         assert r.truncated == (r.token_ids[-1] != agent.tokenizer.eos_token_id)
 
 
+@pytest.mark.parametrize("generation_file", [True, False])
+def test_the_turn_end_tokens_are_the_ones_transformers_gives_the_model(tiny_llama, tmp_path, generation_file):
+    """With or without ``generation_config.json`` (then ``config.json``'s generation fields), the agent stops where
+    ``from_pretrained``'s generation config says (what the vLLM agent uses too, without loading the weights)."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["eos_token_id"] = [config.get("eos_token_id", 2), 5]
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "generation_config.json").write_text(json.dumps({"eos_token_id": [7, 9]}))
+    if not generation_file:
+        (folder / "generation_config.json").unlink()
+    eos = AutoModelForCausalLM.from_pretrained(folder).generation_config.eos_token_id
+    assert HFAgent(str(folder)).eos_ids == set(eos) == ({7, 9} if generation_file else set(config["eos_token_id"]))
+
+
 def test_greedy_is_deterministic(tiny_llama):
     agent = HFAgent(str(tiny_llama), max_new_tokens=8)
     assert agent.act([TEXT_CHAT], [{}])[0].token_ids == agent.act([TEXT_CHAT], [{}])[0].token_ids

@@ -43,26 +43,54 @@ def run_module(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
                           timeout=180, env=env)
 
 
-def run_module_in_process(module: str, *args: str, cwd, capsys, monkeypatch) -> subprocess.CompletedProcess:
-    """``python -m module args`` run by :func:`runpy.run_module` in this process: the exit status is what the
-    interpreter would give (a message ``SystemExit`` is printed on stderr with status 1), the output is captured."""
+#: Python's warning filters for a script (``python -m``), which pytest's replace: what the user would see.
+_PYTHON_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, None),
+                           ("ignore", PendingDeprecationWarning, None), ("ignore", ImportWarning, None),
+                           ("ignore", ResourceWarning, None)]
+
+
+def run_module_in_process(module: str, *args: str, cwd, capfd, monkeypatch) -> subprocess.CompletedProcess:
+    """``python -m module args`` run by :func:`runpy.run_module` in this process, seeing what the interpreter would
+    print: the exit status it would give (a message ``SystemExit`` is printed on stderr with status 1), both file
+    descriptors, the warnings Python's default filters show, and the log records of warning level and above (its
+    last-resort handler)."""
+    import logging
+
+    import torch
+
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [module, *args])
     environ = dict(os.environ)  # a __main__ may set variables (align's OMP_WAIT_POLICY)
-    capsys.readouterr()
+    os.environ.update(OMP_NUM_THREADS="1", PYGAME_HIDE_SUPPORT_PROMPT="1", SDL_VIDEODRIVER="dummy",
+                      SDL_AUDIODRIVER="dummy")
+    threads = torch.get_num_threads()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    capfd.readouterr()
     try:
-        with warnings.catch_warnings():  # runpy warns that the module was imported before it runs as __main__
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.resetwarnings()
+            for action, category, where in _PYTHON_WARNING_FILTERS:
+                warnings.filterwarnings(action, category=category, module=where or "")
+            # runpy's own: the module was imported before it runs as __main__ (a real run imports it once)
             warnings.filterwarnings("ignore", message=".* found in sys.modules after import", category=RuntimeWarning)
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        code = 0
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                code = 0
+            except SystemExit as exc:
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        for warning in shown:
+            print(warnings.formatwarning(warning.message, warning.category, warning.filename, warning.lineno),
+                  file=sys.stderr, end="")
     finally:
+        logging.getLogger().removeHandler(handler)
+        torch.set_num_threads(threads)
         os.environ.clear()
         os.environ.update(environ)
-    out = capsys.readouterr()
+    out = capfd.readouterr()
     return subprocess.CompletedProcess([module, *args], code, out.out, out.err)
 
 
@@ -184,22 +212,22 @@ CASES = {
                          [(m, a, n, k == 0) for m, cases in CASES.items() for k, (a, n) in enumerate(cases)],
                          ids=lambda v: " ".join(v) if isinstance(v, list) else v if isinstance(v, str) else
                          ("python -m" if v else "in process") if isinstance(v, bool) else None)
-def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, module, args, needle, subprocess_run):
+def test_a_bad_input_is_one_line_and_exit_2(tmp_path, capfd, monkeypatch, module, args, needle, subprocess_run):
     (tmp_path / "latin1.jsonl").write_bytes(b'{"problem": "1+1", "answer": "2"}\n{"problem": "caf\xe9", "answer": 1}\n')
     port = str(closed_port())
     args = [a.replace("{port}", port).replace("{tmp}", str(tmp_path)) for a in args]
     if subprocess_run:
         done = run_module(module, *args, cwd=tmp_path)
     else:
-        done = run_module_in_process(module, *args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+        done = run_module_in_process(module, *args, cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
     assert_one_line_error(done, needle.replace("{port}", port))
 
 
-def test_a_yaml_env_mixture_is_checked_before_any_model_loads(tmp_path, capsys, monkeypatch):
+def test_a_yaml_env_mixture_is_checked_before_any_model_loads(tmp_path, capfd, monkeypatch):
     bad_mgt = tmp_path / "mgt.yaml"
     bad_mgt.write_text("envs: [{id: LMMR1/VisualMath-v0, kwargs: {families: [nope]}}]\n")
     done = run_module_in_process("lmmr1_agent.train", "--stage", "mgt", "--config", str(bad_mgt), "--output-dir",
-                                 str(tmp_path / "run"), cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+                                 str(tmp_path / "run"), cwd=tmp_path, capfd=capfd, monkeypatch=monkeypatch)
     assert_one_line_error(done, "envs[0] (LMMR1/VisualMath-v0): unknown VisualMath families ['nope']")
 
 

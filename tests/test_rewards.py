@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from lmmr1_env.math_judge import JUDGES, verify_answer
+from lmmr1_env.math_judge import JUDGES, judge_answer, verify_answer
 from lmmr1_env.math_quick import quick_answer_verdict
 from lmmr1_env.rewards import MathVerifier, extract_answer, format_ok, score_math, score_math_batch, strip_eos
 
@@ -171,6 +171,15 @@ def test_a_value_assigned_to_a_letter_is_judged_as_math_verify_judges_it():
     for gold, prediction in [("12", "x = 12 = 13"), ("12", "x_1 = 12"), ("12", "2x = 24"), ("12", "xy = 12"),
                              ("x = 12", "y = 12"), ("12", "x = 6 \\cdot 2")]:
         assert quick_answer_verdict(gold, prediction) is None, (gold, prediction)
+
+
+def test_digits_apart_are_not_joined_into_one_number():
+    """Normalising drops spaces and thin spaces; between digits that would make ``1 2`` twelve, which math-verify
+    does not read it as: such answers are its to judge."""
+    for gold, prediction in [("12", "1 2"), ("12", "x = 1 2"), ("1000", "1\\,000"), ("1000", "x = 1\\,000"),
+                             ("1 2", "12")]:
+        assert quick_answer_verdict(gold, prediction) is None, (gold, prediction)
+        assert verify_answer(gold, prediction)["accuracy"] == judge_answer(gold, prediction)["accuracy"]
     assert quick_answer_verdict("7" * 101, "7" * 101)["how"] == "exact"
     assert quick_answer_verdict("7" * 101, "0" + "7" * 101) is None  # no int() of unbounded digit strings
 

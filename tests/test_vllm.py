@@ -77,12 +77,37 @@ def test_a_sleeping_engine_wakes_its_weights_to_load_them_and_everything_to_gene
     engine.llm, engine.sleeps, engine.asleep = _RecordingLLM(), sleeps, set()
     engine.vllm = type("vllm", (), {"SamplingParams": staticmethod(lambda **options: options)})
     sample = {"temperature": 1.0, "max_tokens": 4, "stop_token_ids": [0]}
+    engine.generate([], [], **sample)  # two turns of one rollout: no sleep between them
     engine.generate([], [], **sample)
+    engine.sleep()  # the rollout is over (EnvRunner); the learner updates
+    engine.sleep()  # (asleep already: nothing)
     engine.load_weights({"w": torch.zeros(2)})
     engine.generate([], [], **sample)
     generate, load, reset = ("generate",), ("load", "lmmr1_load_weights"), ("reset_prefix_cache",)
     if sleeps:  # the update runs while the engine sleeps; its weights wake to be loaded, the KV cache to sample
-        assert engine.llm.calls == [generate, ("sleep", 1), ("wake_up", ("weights",)), load, reset,
-                                    ("wake_up", ("kv_cache",)), generate, ("sleep", 1)]
+        assert engine.llm.calls == [generate, generate, ("sleep", 1), ("wake_up", ("weights",)), load, reset,
+                                    ("wake_up", ("kv_cache",)), generate]
     else:
-        assert engine.llm.calls == [generate, load, reset, generate]
+        assert engine.llm.calls == [generate, generate, load, reset, generate]
+
+
+def test_the_runner_rests_its_engine_after_a_rollout_and_an_evaluation(tiny_llama, tmp_path):
+    """:meth:`EnvRunner.collect` and :meth:`~EnvRunner.evaluate` end with the agent's ``sleep`` (once each), where
+    the agent has one: a vLLM engine sharing its GPU with the learner sleeps through the update."""
+    from lmmr1_agent.agents.hf import HFAgent
+    from lmmr1_agent.learner.runner import EnvRunner
+    from tests.test_train import tiny_config
+
+    class SleepyAgent(HFAgent):
+        sleeps = 0
+
+        def sleep(self):
+            self.sleeps += 1
+
+    config = tiny_config(tiny_llama, tmp_path, envs=[{"id": "tests.toy_env:Toy/Digits-v0", "weight": 1.0,
+                                                      "kwargs": {}}], num_steps=1, eval_prompts=2)
+    runner = EnvRunner(config, SleepyAgent(str(tiny_llama), temperature=1.0, max_new_tokens=4, demonstration=False))
+    runner.collect(0)
+    assert runner.agent.sleeps == 1
+    runner.evaluate(2, 1.0)
+    assert runner.agent.sleeps == 2

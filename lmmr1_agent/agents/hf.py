@@ -493,13 +493,14 @@ class SampledAgent(Agent):
         return path, config, adapter, loader
 
     @staticmethod
-    def _eos_ids(path: str, config, tokenizer) -> list[int]:
-        """The turn-end tokens: the model's generation config's (what ``from_pretrained`` gives a model), else the
-        tokenizer's end of sequence."""
+    def _eos_ids(path: str, tokenizer) -> list[int]:
+        """The turn-end tokens: the model's generation config's, read as ``from_pretrained`` reads it for a model
+        (``generation_config.json``, else the generation fields of ``config.json``), else the tokenizer's end of
+        sequence."""
         try:
             generation = GenerationConfig.from_pretrained(path)
         except OSError:
-            generation = GenerationConfig.from_model_config(config)
+            generation = GenerationConfig.from_pretrained(path, config_file_name="config.json", _from_model_config=True)
         eos = generation.eos_token_id
         eos = eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id]
         return [int(i) for i in eos]
@@ -562,7 +563,7 @@ class HFAgent(SampledAgent):
         network = loader.from_pretrained(path, dtype=getattr(torch, dtype), **attention).to(device).eval()
         #: The model, its adapter and the sampling rules the learner shares (:class:`~lmmr1_agent.policy.Policy`).
         self.policy = Policy(network, adapter, temperature=temperature,
-                             eos_ids=self._eos_ids(path, config, adapter.tokenizer),
+                             eos_ids=self._eos_ids(path, adapter.tokenizer),
                              banned_token_ids=marker_token_ids(config, adapter) if is_vision_model(config) else ())
 
     # The policy's parts, as the rollout, the runners and the tests read them.

@@ -81,9 +81,10 @@ def collapse_image_runs(ids: Sequence[int], image_token_id: int | None) -> list[
 class VLLMEngine:
     """One ``vllm.LLM`` holding the policy's weights.
 
-    ``sleep`` (CUDA only: vLLM's CPU backend has no sleep mode): between rollouts the engine sleeps at level 1
-    (weights offloaded to host memory, KV cache freed), so a learner colocated on the same GPU has its memory for
-    the update. It wakes its weights alone to load new ones, and everything before it generates."""
+    ``sleep`` (CUDA only: vLLM's CPU backend has no sleep mode): :meth:`sleep`, which the env runner calls when a
+    rollout is over, puts the engine to sleep at level 1 (weights offloaded to host memory, KV cache freed), so a
+    learner on the same GPU has its memory for the update; every turn of a rollout runs awake. It wakes its weights
+    alone to load new ones, and everything before it generates."""
 
     #: What a level-1 sleep frees (vLLM's ``wake_up`` tags).
     SLEEP_TAGS = ("weights", "kv_cache")
@@ -133,7 +134,6 @@ class VLLMEngine:
             ids = list(completion.token_ids)
             logprobs = [float(step[token].logprob) for step, token in zip(completion.logprobs or [], ids)]
             results.append((ids, logprobs, completion.finish_reason == "length"))
-        self.sleep()
         return results
 
     def sleep(self) -> None:
@@ -172,7 +172,8 @@ class VLLMPolicyAgent(SampledAgent):
     ids, :class:`VLLMEngine` samples; responses carry what the learner needs (expanded prompt ids, token ids,
     log-probs), so it trains like :class:`~lmmr1_agent.agents.hf.HFAgent`.
 
-    ``sleep``: the engine frees its GPU memory between rollouts (``--colocate`` on CUDA; :class:`VLLMEngine`)."""
+    ``sleep``: the engine frees its GPU memory between rollouts (when it shares its GPU with the learner, on CUDA;
+    :class:`VLLMEngine`)."""
 
     def __init__(self, model: str, *, temperature: float = 1.0, max_new_tokens: int = 256, seed: int = 0,
                  demonstration: bool | None = None, max_pixels: int | None = None, dtype: str = "auto",
@@ -186,7 +187,7 @@ class VLLMPolicyAgent(SampledAgent):
         vision = is_vision_model(config)
         self.banned_token_ids = marker_token_ids(config, self.adapter) if vision else []
         self.image_token_id = getattr(config, "image_token_id", None) if vision else None
-        self.eos_ids = set(self._eos_ids(path, config, self.tokenizer))
+        self.eos_ids = set(self._eos_ids(path, self.tokenizer))
         self.engine = VLLMEngine(path, seed=seed, max_model_len=self.context if self.context < 1 << 30 else None,
                                  dtype=resolve_dtype(dtype, "cuda" if torch.cuda.is_available() else "cpu"),
                                  gpu_memory_utilization=gpu_memory_utilization,
@@ -215,3 +216,7 @@ class VLLMPolicyAgent(SampledAgent):
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         self.engine.load_weights(state_dict)
+
+    def sleep(self) -> None:
+        """The rollout is over: the engine frees its GPU memory if it sleeps (:meth:`VLLMEngine.sleep`)."""
+        self.engine.sleep()

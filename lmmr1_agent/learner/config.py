@@ -100,7 +100,7 @@ class StageConfig:
                                       "zero_stage >= 0 and num_env_runners >= 1 when above 1)")
     colocate: bool = option(False, "Ray: put learner rank i and env runner i in one placement-group bundle (one node; "
                             "on one GPU with fractional --learner-num-gpus / --runner-num-gpus); needs as many runners "
-                            "as learner ranks; a vLLM engine then sleeps between rollouts on CUDA")
+                            "as learner ranks")
     num_env_runners: int = option(0, "Ray env-runner actors (0: runner and learner in this process, the default)")
     ray_address: str = option("", "Ray cluster to join: auto, HOST:PORT or ray://...; empty starts a local one")
     ray_object_store_mb: int = option(0, "object store of a local Ray cluster in MB (0: 256 + twice the weights)")
@@ -111,6 +111,12 @@ class StageConfig:
     learner_num_gpus: float = option(0.0, "GPUs reserved for the learner actor")
     learner_memory_mb: int = option(0, "memory reserved for the learner actor in MB (0: no reservation)")
     max_runner_restarts: int = option(3, "env-runner restarts allowed per step before the run stops")
+
+    @property
+    def rollout_shares_learner_gpu(self) -> bool:
+        """Whether an env runner's rollout engine shares its GPU with a learner: the in-process runner, or a
+        colocated runner on a fraction of a GPU. A vLLM engine then sleeps while the learner updates."""
+        return self.num_env_runners == 0 or (self.colocate and self.runner_num_gpus < 1)
 
     def validate(self) -> StageConfig:
         """Raise ConfigError on the first bad value, naming it."""

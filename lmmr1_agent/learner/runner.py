@@ -73,7 +73,15 @@ class EnvRunner:
                 episode.final_info["weights_version"] = self.version
                 episodes.append(episode)
             groups.extend(step * cfg.rollout_batch_size + i for i in mine for _ in range(n))
+        self._rest()
         return episodes, groups
+
+    def _rest(self) -> None:
+        """A rollout over: a rollout engine that frees its memory for the update does it now (a vLLM engine that
+        shares its GPU with the learner sleeps until its next weights or prompts)."""
+        sleep = getattr(self.agent, "sleep", None)
+        if sleep is not None:
+            sleep()
 
     def eval_plan(self, prompts: int) -> list[tuple[int, int]]:
         """The held-out evaluation as ``(env index, test seed)`` pairs: ``prompts`` spread over the mixture."""
@@ -100,6 +108,7 @@ class EnvRunner:
                     sampling_seeds=[sampling_seed(self.config.seed, EVAL_KEY, index, seed) for seed in seeds]))
         finally:
             self.agent.temperature = saved
+        self._rest()
         return episodes
 
     def load_weights(self, state_dict: dict[str, torch.Tensor] | None, version: int | None = None) -> None:

@@ -83,7 +83,8 @@ def runner_policy(config: StageConfig, model_path: str):
         return VLLMPolicyAgent(model_path, temperature=config.temperature, max_new_tokens=config.generate_max_len,
                                seed=config.seed, demonstration=config.demonstration, max_pixels=config.max_pixels,
                                dtype=config.dtype, gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-                               tensor_parallel_size=config.vllm_tensor_parallel_size, sleep=config.colocate)
+                               tensor_parallel_size=config.vllm_tensor_parallel_size,
+                               sleep=config.rollout_shares_learner_gpu)
     return stage_policy(config, model_path)
 
 
@@ -136,7 +137,11 @@ class LearnerHost:
         return state
 
     def update(self, samples: list[Sample]) -> dict[str, float]:
-        return self.learner.update(samples)
+        metrics = self.learner.update(samples)
+        config = self.config
+        if config.rollout_engine == "vllm" and config.rollout_shares_learner_gpu and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # what the update held goes back, for the vLLM engine's KV cache when it wakes
+        return metrics
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The weights the runners need: everything but the frozen prefixes (they never change). DeepSpeed: every
