@@ -4,7 +4,9 @@ One rollout of MGT's default config (``configs/mgt.yaml``: VisualMath, 4 prompts
 is collected once and every advantage set nonzero (so every group trains, the slowest case); then
 ``Learner.update`` runs on it ``--repeats`` times with ``share_prefix`` on and off, alternating, from the same
 weights and optimizer state. Prints the machine, the seconds per update of each and their ratio, and the largest
-difference between the two runs' log-probs of the taken tokens (the same computation, summed in another order).
+difference between the two runs' log-probs of the taken tokens (the same computation, summed in another order),
+and exits 1 when the two disagree on a result: a log-prob by more than 1e-4, or the update's policy loss or gradient
+norm by more than 1e-4 relative.
 
 Usage: ``python bench/bench_update.py [--repeats 2] [--threads 2] [--env mgt|fre]``.
 """
@@ -15,6 +17,7 @@ import argparse
 import copy
 import dataclasses
 import statistics
+import sys
 import time
 
 import torch
@@ -28,7 +31,7 @@ from lmmr1_agent.learner.trainer import Learner
 from lmmr1_agent.train import default_config
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2, help="updates per setting (default: 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
@@ -46,7 +49,7 @@ def main() -> None:
     print(f"{args.env}: {len(samples)} samples, prompts {prompt:.0f} tokens, responses {response:.1f} tokens")
     start = copy.deepcopy(agent.model.state_dict())
     seconds: dict[bool, list[float]] = {True: [], False: []}
-    logprobs = {}
+    logprobs, results = {}, {}
     for _ in range(args.repeats):
         for share in (True, False):
             agent.model.load_state_dict(start)
@@ -58,13 +61,22 @@ def main() -> None:
             if share:
                 prefix = learner.policy._shared_prefix(agent.model, batch)
             tick = time.monotonic()
-            learner.update(samples)
+            metrics = learner.update(samples)
             seconds[share].append(time.monotonic() - tick)
+            results[share] = {k: metrics[k] for k in ("losses/policy", "losses/grad_norm")}
     shared, full = (statistics.median(seconds[k]) for k in (True, False))
     print(f"update, shared prompt: {shared:.1f} s   every row in full: {full:.1f} s   ratio {full / shared:.2f}x")
     print(f"first micro-batch: {prefix} of {batch['input_ids'].shape[1]} positions run once")
-    print(f"largest log-prob difference: {float((logprobs[True] - logprobs[False]).abs().max()):.2e}")
+    worst = float((logprobs[True] - logprobs[False]).abs().max())
+    print(f"largest log-prob difference: {worst:.2e}; update results, shared / full: "
+          + ", ".join(f"{k} {results[True][k]:.6g} / {results[False][k]:.6g}" for k in results[True]))
+    problems = [f"log-probs differ by {worst:.2e}"] if worst > 1e-4 else []
+    problems += [f"{k}: {results[True][k]:.6g} vs {results[False][k]:.6g}" for k in results[True]
+                 if abs(results[True][k] - results[False][k]) > 1e-4 * max(1.0, abs(results[False][k]))]
+    if problems:
+        print("DISAGREEMENTS:", *problems, sep="\n  ", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
