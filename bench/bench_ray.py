@@ -1,7 +1,8 @@
 """Training throughput with 0, 1 and 2 Ray env runners on the embedded model and a real env, and Ray's overhead.
 
-Each setting trains FRE's default config (``configs/fre.yaml``: TextMath, 4 prompts × 8 samples, SmolLM2-135M)
-for ``--steps`` steps from the same seed, with no evaluation, and reads the run's own metrics:
+Each setting trains FRE's default config (``configs/fre.yaml``: TextMath, 4 prompts × 8 samples, the embedded VLM)
+for ``--steps`` steps from the same seed, with a one-prompt evaluation before and after (a stage is always
+evaluated), and reads the run's own metrics:
 
 - ``samples/s``: episodes played and trained on per second of step time (rollout + update + weight sync).
 - ``ray overhead/step``: rollout wall time beyond the slowest runner's own playing time, plus the weight
@@ -12,6 +13,9 @@ Threads: in-process uses ``--threads`` for everything; a lone runner and the lea
 each (they take turns: rollout, then update); two runners get ``--threads / 2`` each. Ratios are against
 the in-process path measured in the same run.
 
+Sampling seeds are a pure function of (run seed, step, prompt, sample), so every setting plays the same episodes:
+the script exits 1 when a step's rewards differ from the first setting's (a speed-up from other episodes).
+
 Usage: ``python bench/bench_ray.py [--steps 3] [--threads 2] [--runners 0 1 2]``. Prints the machine.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +36,7 @@ from lmmr1_agent.train import default_config, run_stage
 
 def measure(runners: int, steps: int, threads: int, folder: Path) -> dict[str, float]:
     """Train ``steps`` FRE steps with ``runners`` env runners; throughput and overhead from the run's metrics."""
-    overrides = {"num_steps": steps, "eval_prompts": 0, "save_every": 10**6, "output_dir": str(folder),
+    overrides = {"num_steps": steps, "eval_prompts": 1, "save_every": 10**6, "output_dir": str(folder),
                  "num_env_runners": runners, "threads": threads}
     if runners:
         per_runner = max(1, threads // runners)
@@ -47,10 +52,10 @@ def measure(runners: int, steps: int, threads: int, folder: Path) -> dict[str, f
             "step_seconds": step_seconds / len(rows), "overhead_seconds": sum(overhead) / len(rows),
             "rollout_seconds": sum(r["perf/rollout_seconds"] for r in rows) / len(rows),
             "update_seconds": sum(r.get("perf/update_seconds", 0.0) for r in rows) / len(rows),
-            "start_seconds": total - step_seconds}
+            "start_seconds": total - step_seconds, "rewards": [r["rollout/reward"] for r in rows]}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="training steps per setting (default: 3)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per phase (default: 2)")
@@ -69,7 +74,14 @@ def main() -> None:
         print(f"{runners:>7}  {r['samples_per_second']:>9.2f}  {ratio:>5}  {r['step_seconds']:>6.1f}  "
               f"{r['rollout_seconds']:>9.1f}  {r['update_seconds']:>8.1f}  {r['overhead_seconds']:>19.2f}  "
               f"{r['start_seconds']:>7.1f}")
+    first = next(iter(results.values()))["rewards"]
+    differ = False
+    for runners, r in results.items():
+        if max(abs(a - b) for a, b in zip(r["rewards"], first)) > 1e-6:
+            print(f"DISAGREE: {runners} runners' step rewards {r['rewards']} are not the first setting's {first}")
+            differ = True
+    return 1 if differ else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

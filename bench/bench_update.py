@@ -6,7 +6,7 @@ is collected once and every advantage set nonzero (so every group trains, the sl
 weights and optimizer state. Prints the machine, the seconds per update of each and their ratio, and the largest
 difference between the two runs' log-probs of the taken tokens (the same computation, summed in another order),
 and exits 1 when the two disagree on a result: a log-prob by more than 1e-4, or the update's policy loss or gradient
-norm by more than 1e-4 relative.
+norm by more than 1e-4 relative (absolute where the value is below 1).
 
 Usage: ``python bench/bench_update.py [--repeats 2] [--threads 2] [--env mgt|fre]``.
 """

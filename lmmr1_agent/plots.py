@@ -75,3 +75,35 @@ def share_curve(path: Path, title: str, series: dict[str, Sequence[tuple[float, 
     if series:
         axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(figure, path)
+
+
+def arm_bars(path: Path, title: str, panels: dict[str, dict[str, tuple[float, float]]]) -> Path:
+    """One panel per metric (name → arm → (mean, standard error)), a bar per arm with its error bar, arms in the
+    same colour in every panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    arms = list(dict.fromkeys(arm for bars in panels.values() for arm in bars))
+    columns = max(1, min(3, len(panels)))
+    rows = max(1, -(-len(panels) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows + 0.6), dpi=100, squeeze=False)
+    figure.suptitle(title, fontsize=11, x=0.01, ha="left")
+    for axes, (name, bars) in zip(grid.flat, panels.items()):
+        positions = [arms.index(arm) for arm in bars]
+        axes.bar(positions, [m for m, _ in bars.values()], yerr=[e for _, e in bars.values()], capsize=3,
+                 color=[f"C{p % 10}" for p in positions])
+        axes.set_title(name, fontsize=10)
+        axes.set_xticks(range(len(arms)), [str(i + 1) for i in range(len(arms))])
+        axes.grid(alpha=0.3, axis="y")
+    for axes in list(grid.flat)[len(panels):]:
+        axes.axis("off")
+    handles = [Patch(color=f"C{i % 10}", label=f"{i + 1}: {arm}") for i, arm in enumerate(arms)]
+    figure.legend(handles=handles, loc="lower center", ncol=min(3, max(1, len(arms))), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.04 + 0.03 * (-(-len(arms) // 3)), 1, 0.95))  # room for the legend below
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

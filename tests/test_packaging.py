@@ -21,7 +21,7 @@ def test_every_python_package_is_listed_in_pyproject():
     assert on_disk <= listed, f"add to pyproject.toml [tool.setuptools] packages: {sorted(on_disk - listed)}"
 
 
-def test_wheel_ships_environment_data(tmp_path):
+def test_wheel_ships_environment_data_and_configs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -30,6 +30,9 @@ def test_wheel_ships_environment_data(tmp_path):
     data_files = {f"lmmr1_env/data/{p.relative_to(ROOT / 'envs').as_posix()}" for p in (ROOT / "envs").rglob("*")
                   if p.is_file() and "__pycache__" not in p.parts}
     assert data_files and data_files <= names, sorted(data_files - names)
+    configs = {f"lmmr1_agent/configs/{p.relative_to(ROOT / 'configs').as_posix()}"
+               for p in (ROOT / "configs").rglob("*.yaml")}
+    assert "lmmr1_agent/configs/experiments/paper/sweep.yaml" in configs and configs <= names, sorted(configs - names)
 
 
 def test_gpu_parts_are_optional():
