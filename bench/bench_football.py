@@ -108,7 +108,7 @@ for render in job["modes"]:  # GRF allows one rendering engine per process: one 
                 shapes.add(tuple(obs[0]["frame"].shape) if "frame" in obs[0] else None)
             if done:
                 break
-        lengths.append(n + 1)
+        lengths.append(frames - first)
     elapsed = time.perf_counter() - start
     out["render" if render else "raw"] = {"fps": frames / elapsed, "lengths": lengths,
                                           "shapes": sorted(map(str, shapes))}
@@ -130,8 +130,8 @@ def simulated_frames(seconds: float, render: bool, min_episodes: int) -> dict:
         episode += 1
         view = _view(match)
         tracker = RewardTracker(view)
-        controlled = match.owner
-        for n in range(FRAME_CAP):
+        controlled, first = match.owner, frames
+        for _ in range(FRAME_CAP):
             kick = kicks[int(rng.integers(4))] if rng.random() < KICK_P else None
             match.step(Command(direction=directions[int(rng.integers(8))], kick=kick), controlled)
             tracker.frame(_view(match), "action_right")
@@ -142,7 +142,7 @@ def simulated_frames(seconds: float, render: bool, min_episodes: int) -> dict:
             frames += 1
             if match.over or match.owner_team == 1:
                 break
-        lengths.append(n + 1)
+        lengths.append(frames - first)
     return {"fps": frames / (time.perf_counter() - start), "lengths": lengths}
 
 

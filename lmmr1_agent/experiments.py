@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import sys
 import time
@@ -26,12 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from lmmr1_agent.cli import ArgumentParser, ConfigError, check_env, check_output_dir
 from lmmr1_agent.learner.config import FIELDS, load_yaml, resolve
-from lmmr1_agent.stats import mean_stderr
+from lmmr1_agent.stats import seeds_mean_stderr
 
 RESULTS = "results.json"
 #: A sweep file's keys and an evaluation's; unknown keys are errors.
@@ -224,22 +222,26 @@ def evaluate_model(model: str, evaluation: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_arm(sweep: Sweep, arm: Arm, seed: int, output: Path, overrides: dict[str, Any], progress: bool) -> Path:
-    """Train (or resume) the arm's stages for ``seed`` and evaluate the result, unless its results exist."""
+def train_arm(sweep: Sweep, arm: Arm, seed: int, output: Path, overrides: dict[str, Any], progress: bool) -> None:
+    """Train the arm's stages for ``seed`` (the ``after`` arm's first), each resumed or skipped as ``train`` does."""
     from lmmr1_agent.train import run_stage
 
+    if arm.after:
+        train_arm(sweep, sweep.arms[arm.after], seed, output, overrides, progress)
+    for config in stage_configs(arm, seed, output, overrides, sweep):
+        run_stage(config, progress=progress)
+
+
+def run_arm(sweep: Sweep, arm: Arm, seed: int, output: Path, overrides: dict[str, Any], progress: bool) -> Path:
+    """Train (or resume) the arm for ``seed`` and evaluate its result, unless its results exist."""
     folder = arm_dir(output, arm.name, seed, trained=bool(arm.stages))
     done = folder / RESULTS
     if done.is_file():
         return done
-    if arm.after:
-        run_arm(sweep, sweep.arms[arm.after], seed, output, overrides, progress)
-    configs = stage_configs(arm, seed, output, overrides, sweep)
-    print(f"[lmmr1] arm {arm.name} seed {seed}: " + (" → ".join(c.stage for c in configs) or "evaluate only"),
-          file=sys.stderr)
+    stages = " → ".join(stage.get("stage") or str(stage["config"]) for stage in arm.stages)
+    print(f"[lmmr1] arm {arm.name} seed {seed}: " + (stages or "evaluate only"), file=sys.stderr)
     start = time.monotonic()
-    for config in configs:
-        run_stage(config, progress=progress)
+    train_arm(sweep, arm, seed, output, overrides, progress)
     trained = time.monotonic()
     model = result_model(arm, seed, output, sweep) if arm.stages else str(overrides.get("model") or arm.model)
     envs = evaluate_model(model, sweep.evaluation)
@@ -260,19 +262,6 @@ def _values(env: dict[str, Any], source: str) -> list[float]:
     return [float(v) for v in raw if v is not None]
 
 
-def combine(per_seed: list[list[float]]) -> tuple[float, float, int]:
-    """``(mean, standard error, seeds)`` of a metric: the mean of the seeds' means, and a standard error with the
-    spread between seeds and each seed's own over episodes, se² = (var of seed means + mean episode se²) / seeds."""
-    per_seed = [v for v in per_seed if v]
-    if not per_seed:
-        return math.nan, math.nan, 0
-    stats = [mean_stderr(v) for v in per_seed]
-    means = [m for m, _ in stats]
-    between = float(np.var(means, ddof=1)) if len(means) > 1 else 0.0
-    within = float(np.mean([se**2 for _, se in stats]))
-    return float(np.mean(means)), math.sqrt((between + within) / len(means)), len(means)
-
-
 def summarize(sweep: Sweep, output: Path, arms: list[str]) -> dict[str, Any]:
     """Every metric of every arm over the seeds that have results, and the accuracy per family of each env whose
     episodes come from several families."""
@@ -288,10 +277,10 @@ def summarize(sweep: Sweep, output: Path, arms: list[str]) -> dict[str, Any]:
         for env in sweep.evaluation["envs"]:
             runs = [r["envs"][env["name"]] for r in records if env["name"] in r["envs"]]
             for column, source in env["metrics"].items():
-                row["metrics"][f"{env['name']} {column}"] = combine([_values(run, source) for run in runs])
+                row["metrics"][f"{env['name']} {column}"] = seeds_mean_stderr([_values(run, source) for run in runs])
             families = sorted({f for run in runs for f in run["family"] if f})
             for family in families if len(families) > 1 else ():  # one family is the env's own row
-                row["families"][f"{env['name']} {family}"] = combine(
+                row["families"][f"{env['name']} {family}"] = seeds_mean_stderr(
                     [[s for s, f in zip(run["success"], run["family"]) if f == family] for run in runs])
                 table["families"].setdefault(f"{env['name']} {family}", None)
         table["arms"][name] = row

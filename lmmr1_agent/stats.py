@@ -1,4 +1,5 @@
-"""The one standard error every table of the suite prints (evaluation, training summaries, alignment report)."""
+"""The one standard error every table of the suite prints (evaluation, training summaries, alignment report), and
+its form over seeds for the comparison of arms."""
 
 from __future__ import annotations
 
@@ -17,3 +18,16 @@ def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
         return mean, 0.0
     variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
     return mean, math.sqrt(variance / n)
+
+
+def seeds_mean_stderr(per_seed: Sequence[Sequence[float]]) -> tuple[float, float, int]:
+    """``(mean, standard error, seeds)`` of a metric: the mean of the seeds' means, and a standard error with the
+    spread between seeds and each seed's own over episodes, se² = (var of seed means + mean episode se²) / seeds."""
+    per_seed = [v for v in per_seed if v]
+    if not per_seed:
+        return math.nan, math.nan, 0
+    stats = [mean_stderr(v) for v in per_seed]
+    means = [m for m, _ in stats]
+    mean, se_of_means = mean_stderr(means)  # se² = variance of the seed means / seeds
+    within = math.fsum(se**2 for _, se in stats) / len(stats)
+    return mean, math.sqrt(se_of_means**2 + within / len(stats)), len(stats)

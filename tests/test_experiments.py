@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lmmr1_agent.experiments import combine, load_sweep, main
+from lmmr1_agent.experiments import load_sweep, main
+from lmmr1_agent.stats import seeds_mean_stderr
 from lmmr1_agent.train import default_config
 from tests.tiny_models import build_fastvlm, build_llama
 
@@ -26,7 +27,7 @@ def tiny_sweep(folder: Path) -> Path:
     for arm in shipped.glob("*.yaml"):
         (folder / arm.name).write_text(arm.read_text())
     sweep = (folder / "sweep.yaml").read_text().replace("max_new_tokens: 64", "max_new_tokens: 8")
-    (folder / "sweep.yaml").write_text(sweep.replace("max_turns: 20 ", "max_turns: 3 "))
+    (folder / "sweep.yaml").write_text(sweep.replace("max_turns: 10 ", "max_turns: 3 "))
     return folder / "sweep.yaml"
 
 
@@ -41,8 +42,14 @@ def test_the_shipped_sweep_runs_every_arm_once_and_resumes_without_retraining(tm
     model = build_fastvlm(tmp_path / "tiny-vl", build_llama(tmp_path / "tiny-llama", max_positions=8192))
     out, sweep = tmp_path / "sweep", tiny_sweep(tmp_path / "configs")
     assert "max_turns: 3 " in sweep.read_text()
+    # one arm: the arm it comes after is trained for it, not evaluated
+    assert main([*sweep_args(sweep, model, out), "--arms", "fre_text_mgt"]) == 0
+    assert (out / "fre_text" / "seed_0" / "fre" / "final").is_dir()
+    assert not (out / "fre_text" / "seed_0" / "results.json").exists()
+    assert "| FRE-Text → MGT | 1 |" in capsys.readouterr().out
     assert main(sweep_args(sweep, model, out)) == 0
     printed = capsys.readouterr()
+    assert "arm fre_text seed 0" in printed.err and "stage fre already finished" in printed.err
     assert sorted(p.parent.parent.name for p in out.glob("*/seed_*/results.json")) == sorted(ARMS)
     assert (out / "base" / "seed_all" / "results.json").is_file()  # no training: evaluated once, whatever the seed
     # FRE-Text → MGT starts from FRE-Text's result of the same seed, and trains only its MGT stage
@@ -86,12 +93,13 @@ def test_the_shipped_sweep_runs_every_arm_once_and_resumes_without_retraining(tm
 
 
 def test_the_standard_error_spans_seeds_and_episodes():
-    mean, se, seeds = combine([[1.0, 0.0], [1.0, 1.0]])
+    mean, se, seeds = seeds_mean_stderr([[1.0, 0.0], [1.0, 1.0]])
     assert (mean, seeds) == (0.75, 2)
     # seed means 0.5 and 1.0 (variance 0.125), episode se² 0.25 and 0: se² = (0.125 + 0.125) / 2
     assert se == pytest.approx(math.sqrt(0.125))
-    assert combine([[1.0, 0.0, 1.0, 0.0]])[1] == pytest.approx(math.sqrt(1 / 3 / 4))  # one seed: episodes only
-    assert math.isnan(combine([[], []])[0])
+    one_seed = seeds_mean_stderr([[1.0, 0.0, 1.0, 0.0]])  # one seed: the episodes' standard error only
+    assert one_seed[1] == pytest.approx(math.sqrt(1 / 3 / 4))
+    assert math.isnan(seeds_mean_stderr([[], []])[0])
 
 
 def test_the_shipped_sweeps_load_and_the_paper_sweep_names_its_missing_data(capsys):
