@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in arms:
                     run_arm(sweep, sweep.arms[name], seed, output, overrides, progress=not args.no_progress)
             print(f"[lmmr1] sweep done in {(time.monotonic() - start) / 60:.1f} min", file=sys.stderr)
-        print(write_results(sweep, output, arms))
+        print(write_results(sweep, output, list(sweep.arms)))  # every arm with results, not only those run now
     except (ConfigError, DatasetError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     print(f"table: {output / 'results.md'}  plot: {output / 'results.png'}")
