@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from lmmr1_agent.cli import ArgumentParser, ConfigError, check_env, check_output_dir
-from lmmr1_agent.learner.config import FIELDS, load_yaml, resolve
+from lmmr1_agent.learner.config import FIELDS, load_yaml, read_mapping, resolve
 from lmmr1_agent.stats import seeds_mean_stderr
 
 RESULTS = "results.json"
@@ -61,18 +61,6 @@ class Sweep:
     evaluation: dict[str, Any]
 
 
-def _mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not a valid YAML file ({' '.join(str(exc).split())})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a mapping")
-    return data
-
-
 def _unknown(data: dict, known: set[str], where: str) -> None:
     extra = sorted(set(data) - known)
     if extra:
@@ -95,7 +83,7 @@ def stage_config_path(name: str, relative_to: Path) -> Path:
 
 def load_sweep(path: Path) -> Sweep:
     """Read a sweep file and its arms; a ConfigError names the file and key at fault."""
-    data = _mapping(path)
+    data = read_mapping(path)
     _unknown(data, SWEEP_KEYS, str(path))
     names, seeds, evaluation = data.get("arms") or [], data.get("seeds", [0]), data.get("evaluation") or {}
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
@@ -112,7 +100,7 @@ def load_sweep(path: Path) -> Sweep:
 
 def load_arm(path: Path) -> Arm:
     """One arm file; every stage's keys are checked as the stage config's own (unknown keys are errors)."""
-    data = _mapping(path)
+    data = read_mapping(path)
     _unknown(data, ARM_KEYS, str(path))
     stages = data.get("stages") or []
     if not isinstance(stages, list) or not all(isinstance(s, dict) and "config" in s for s in stages):

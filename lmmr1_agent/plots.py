@@ -23,11 +23,11 @@ def _figure(title: str, x_label: str, y_label: str, size: tuple[float, float] = 
     return figure, axes
 
 
-def _save(figure, path: Path) -> Path:
+def _save(figure, path: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    figure.tight_layout(rect=rect)  # rect: the part of the figure the axes may fill (room for a legend outside)
     figure.savefig(path)
     plt.close(figure)
     return path
@@ -102,8 +102,4 @@ def arm_bars(path: Path, title: str, panels: dict[str, dict[str, tuple[float, fl
         axes.axis("off")
     handles = [Patch(color=f"C{i % 10}", label=f"{i + 1}: {arm}") for i, arm in enumerate(arms)]
     figure.legend(handles=handles, loc="lower center", ncol=min(3, max(1, len(arms))), fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0.04 + 0.03 * (-(-len(arms) // 3)), 1, 0.95))  # room for the legend below
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(figure, path, rect=(0, 0.04 + 0.03 * (-(-len(arms) // 3)), 1, 0.95))  # the legend below

@@ -220,8 +220,9 @@ def check_envs(envs: list[dict], from_cli: bool = False) -> None:
 FIELDS = {f.name: f for f in dataclasses.fields(StageConfig)}
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A config file's keys; unknown keys are an error naming the key and the file."""
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (a stage config, a sweep, an arm); a ConfigError names the file when it is
+    missing, not UTF-8, not YAML or not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
@@ -233,6 +234,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path.name} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name} must be a mapping of config keys")
+    return data
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's keys; unknown keys are an error naming the key and the file."""
+    path = Path(path)
+    data = read_mapping(path)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ConfigError(f"{path.name}: unknown config key {unknown[0]!r}")
