@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from lmmr1_agent.align import run
-from lmmr1_agent.align.data import FAMILY_NAMES, describe, draw_rows, draw_text_rows, figure_labels, target_text
+from lmmr1_agent.align.data import (
+    FAMILY_NAMES,
+    VISUAL_TARGETS,
+    describe,
+    draw_rows,
+    draw_text_rows,
+    figure_labels,
+    target_text,
+)
 from lmmr1_agent.align.phases import (
     LabelHeads,
     SharedOpening,
@@ -58,11 +66,22 @@ def test_every_family_has_labels_and_a_description():
             assert describe(name, spec["params"]).strip(), name
 
 
-def test_target_is_in_the_env_answer_format():
+def test_targets_are_in_the_env_answer_format_and_think_a_description_or_the_worked_solution():
     from lmmr1_env.rewards import score_math
 
-    (row,) = draw_rows("train", 3, 1, FAMILY_NAMES, [1], 56)
-    assert score_math(target_text(row), row["answer"], mode="answer").reward == 1.5
+    rows = draw_rows("train", 3, 40, FAMILY_NAMES, [1], 56)
+    for row in rows:
+        for visual in VISUAL_TARGETS:
+            assert score_math(target_text(row, visual), row["answer"], mode="answer").reward == 1.5
+        assert target_text(row, "solution").startswith(f"<think>{row['solution']}</think>")
+    angles = next(r for r in rows if r["family"] == "angles")
+    a, b, x = angles["params"]["angles"]
+    assert f"180 - {a} - {b} = {x}" in target_text(angles, "solution")
+    assert "180" not in target_text(angles, "description")
+    with pytest.raises(ValueError, match="visual targets must be one of"):
+        target_text(angles, "working")
+    with pytest.raises(ValueError, match="--visual-targets must be one of"):
+        AlignConfig(visual_targets="working").validate()
 
 
 def test_label_steps_lower_the_loss_through_tower_and_projector_only(tiny_vlm):
@@ -205,8 +224,8 @@ def test_a_short_run_ships_weights_that_rebuild_the_trained_model_and_resumes_wh
 
 def test_text_rehearsal_teaches_the_worked_solution_and_a_run_continues_an_earlier_alignment(tiny_llama, tmp_path):
     """Text rows think their arithmetic through; a run with --init-weights starts from the earlier weights exactly
-    (same loss before any step), skips phase 1 and the centring, trains the factors on figures and text, and
-    records what it continued."""
+    (same loss before any step), skips phase 1 and the centring, trains the factors on figures (thinking their
+    worked solutions) and text, and records what it continued."""
     from lmmr1_agent.agents.hf import FastVlmAdapter
     from lmmr1_agent.models.fastvlm import load_aligned_weights
 
@@ -234,7 +253,8 @@ def test_text_rehearsal_teaches_the_worked_solution_and_a_run_continues_an_earli
     with torch.no_grad():
         assert torch.allclose(language_loss(start["model"].eval(), batch)[0],
                               language_loss(loaded.eval(), batch)[0], atol=1e-4)
-    config = AlignConfig(**{**vars(first), "labels_steps": 0, "init_weights": str(weights), "text_batch": 2})
+    config = AlignConfig(**{**vars(first), "labels_steps": 0, "init_weights": str(weights), "text_batch": 2,
+                            "visual_targets": "solution"})
     result = align(config, progress=False)
     assert [p["phase"] for p in result["curve"]] == ["language"] * 2
     assert all(0 <= p["held_out_text_response_right"] <= 1 and np.isfinite(p["held_out_text_loss"])
@@ -245,6 +265,7 @@ def test_text_rehearsal_teaches_the_worked_solution_and_a_run_continues_an_earli
                                       run.earlier_recipe(config)) / "recipe.json").read_text())
     assert recipe["continues"]["recipe"]["curve"][0]["phase"] == "labels"
     assert len(recipe["continues"]["weights_sha256"]) == 64 and "2 TextMath" in recipe["data"]["text rehearsal"]
+    assert "<think>solution</think>" in recipe["data"]["phase 2"]
     series = recipe_series(recipe)  # the curve runs on from the run it continued
     minutes = [m for m, _ in series["2: answers right (TF)"]]
     assert len(minutes) == 4 and minutes == sorted(minutes) and len(series["1: clock"]) == 1

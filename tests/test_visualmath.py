@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import math
+import operator
 import re
 from collections import defaultdict
+from fractions import Fraction
 
 import gymnasium as gym
 import numpy as np
@@ -61,6 +65,64 @@ def test_the_image_is_necessary(family):
             assert not _numbers(spec["answer"]) & said, (family, seed, spec["problem"], spec["answer"])
         answers_by_question[spec["problem"]].add(spec["answer"])
     assert any(len(a) > 1 for a in answers_by_question.values()), f"{family}: the question text fixes the answer"
+
+
+_NUMBER = r"\d+(?:\.\d+)?"
+#: ``expression = value [= value ...]``: numbers, + - × ÷ / ( ) ² √, in a worked solution's plain text.
+_SIDE = rf"-?(?:{_NUMBER}|[(√])(?:{_NUMBER}|[()+\-×÷/²√]| )*"
+_CHAIN = re.compile(rf"{_SIDE}(?: = {_SIDE})+")
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.Pow: operator.pow}
+
+
+def _value(expression: str) -> Fraction:
+    """An arithmetic expression of a worked solution, exactly (a test's own text: only numbers and operators)."""
+    def walk(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Constant):
+            return Fraction(str(node.value))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "root" and len(node.args) == 1:
+            square = walk(node.args[0])
+            root = Fraction(math.isqrt(square.numerator), math.isqrt(square.denominator))
+            assert root * root == square, f"{expression!r}: not a perfect square"
+            return root
+        raise ValueError(f"not arithmetic: {expression!r}")
+    python = re.sub(r"√(\d+)", r"root(\1)", expression).replace("√", "root")
+    python = python.replace("×", "*").replace("÷", "/").replace("²", "**2")
+    return walk(ast.parse(python.strip(), mode="eval").body)
+
+
+def _plain_answer(answer: str) -> str:
+    """The answer as the solution's text writes it: ``\\frac{3}{2}\\pi`` -> ``(3/2)π``, ``\\frac{1}{8}`` -> ``1/8``."""
+    text = re.sub(r"\\frac\{(\d+)\}\{(\d+)\}", r"\1/\2", answer)
+    if text.endswith("\\pi"):
+        k = text[:-3]
+        return f"({k})π" if "/" in k else f"{k}π"
+    return text
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_row_carries_a_worked_solution_that_reaches_its_answer(family):
+    """Each step ``a × b = c`` of a row's solution is exact arithmetic, the last step's value is the answer (its
+    multiple of π), and the last sentence names the answer; the solution lies outside ``params`` (the split)."""
+    chains = 0
+    for seed in range(60):
+        spec = _spec(family, seed)
+        solution, answer = spec["solution"], spec["answer"]
+        assert solution and "solution" not in spec["params"], (family, seed)
+        found = [m.group(0).strip() for m in _CHAIN.finditer(solution)]
+        for chain in found:
+            values = [_value(side) for side in chain.split(" = ")]
+            assert len(set(values)) == 1, (family, seed, chain, values)
+        if found and answer not in "ABCD":
+            last = _value(found[-1].split(" = ")[-1])
+            assert last == _value(_plain_answer(answer).rstrip("π").strip("()") or "1"), (family, seed, solution)
+        assert _plain_answer(answer) in re.split(r"\. ", solution)[-1], (family, seed, solution, answer)
+        chains += len(found)
+    assert chains, f"{family}: no worked step in 60 problems"
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

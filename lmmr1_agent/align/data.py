@@ -50,11 +50,18 @@ def _asked_item(task: dict) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def reasoning(task: dict) -> str:
-    """What the language phase teaches inside ``<think>``: a text problem's worked ``solution``; a figure's
-    description, or for a chart or table question at difficulty 1 only the asked entry (``"May: 8."``), so the
-    response stays under 48 tokens."""
-    if task.get("solution"):
+#: What the language phase may teach inside ``<think>`` for a figure (``--visual-targets``).
+VISUAL_TARGETS = ("description", "solution")
+
+
+def reasoning(task: dict, visual: str = "description") -> str:
+    """What the language phase teaches inside ``<think>``: a text problem's worked ``solution``; for a figure,
+    with ``visual="solution"`` its row's worked solution (the reading, then each step: ``x = 180 - 66 - 49 =
+    65``), with ``"description"`` what it shows, or for a chart or table question at difficulty 1 only the asked
+    entry (``"May: 8."``), so the response stays under 48 tokens."""
+    if visual not in VISUAL_TARGETS:
+        raise ValueError(f"visual targets must be one of {VISUAL_TARGETS}, got {visual!r}")
+    if task.get("family") not in FAMILY_NAMES or visual == "solution":
         return task["solution"]
     item = _asked_item(task) if task.get("difficulty") == 1 else None
     if item is not None:
@@ -62,9 +69,9 @@ def reasoning(task: dict) -> str:
     return describe(task["family"], task["params"])
 
 
-def target_text(task: dict) -> str:
-    """The response the language phase teaches: reasoning, then the gold answer in the env's format."""
-    return f"<think>{reasoning(task)}</think><answer>{task['answer']}</answer>"
+def target_text(task: dict, visual: str = "description") -> str:
+    """The response the language phase teaches: :func:`reasoning`, then the gold answer in the env's format."""
+    return f"<think>{reasoning(task, visual)}</think><answer>{task['answer']}</answer>"
 
 
 def draw_rows(split: str, first_seed: int, count: int, families: Sequence[str], difficulties: Sequence[int],

@@ -268,8 +268,9 @@ def conversation(task: dict, image) -> list[dict]:
                     demonstration=DEMONSTRATIONS["answer"])
 
 
-def language_batch(adapter, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
-    """Teacher-forcing inputs: prompt (the env's, as the agent builds it) + target response, right-padded.
+def language_batch(adapter, rows: Sequence[dict], visual: str = "description") -> dict[str, torch.Tensor]:
+    """Teacher-forcing inputs: prompt (the env's, as the agent builds it) + target response
+    (:func:`~lmmr1_agent.align.data.target_text` with ``visual``), right-padded.
 
     ``labels`` are -100 except on the response tokens (and the closing end-of-turn token); ``answer_mask``
     marks the tokens of the answer itself (inside ``<answer>``). Rows without an image (text rehearsal) may
@@ -284,7 +285,7 @@ def language_batch(adapter, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
 
     sequences, targets, answers = [], [], []
     for row, prompt in zip(rows, prompts):
-        head, answer = target_text(row).split("<answer>")
+        head, answer = target_text(row, visual).split("<answer>")
         value, tail = answer.split("</answer>")
         pieces = [encode(head + "<answer>"), encode(value), encode("</answer>" + tail) + [end]]
         ids = prompt["input_ids"][0].tolist()

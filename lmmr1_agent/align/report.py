@@ -37,8 +37,8 @@ def read_run(folder: Path) -> list[dict]:
     return out
 
 
-def family_scores(run: dict) -> dict:
-    """Accuracy, chance and description accuracy of one family's episodes."""
+def family_scores(run: dict, visual: str = "description") -> dict:
+    """Accuracy, chance and accuracy of the ``<think>`` text against what the alignment taught (``visual``)."""
     episodes = run["episodes"]
     tasks = [generate_task("test", e["seed"], [run["family"]], [run["difficulty"]]) for e in episodes]
     n = len(episodes)
@@ -50,7 +50,7 @@ def family_scores(run: dict) -> dict:
     distinct = len({(t["problem"], json.dumps(t["params"], sort_keys=True)) for t in tasks})
     exact = numbers = 0
     for episode, task in zip(episodes, tasks):
-        gold = reasoning(task)
+        gold = reasoning(task, visual)
         said = (first_tag_body(episode["turns"][0]["response"] or "", "think") or "").strip()
         exact += said == gold
         numbers += bool(said) and _NUMBER.findall(said) == _NUMBER.findall(gold)
@@ -59,14 +59,14 @@ def family_scores(run: dict) -> dict:
             "numbers_right": numbers / n}
 
 
-def markdown_table(random_runs: list[dict], aligned_runs: list[dict]) -> str:
+def markdown_table(random_runs: list[dict], aligned_runs: list[dict], visual: str = "description") -> str:
     """The README table: per family, random-tower and aligned accuracy ± SE, chance, description accuracy."""
     lines = ["| family | episodes (distinct problems) | chance | random tower | aligned | (aligned − chance) / SE | "
              "description exact | numbers read right |", "|---|---|---|---|---|---|---|---|"]
     for blind, seeing in zip(random_runs, aligned_runs):
         if blind["family"] != seeing["family"]:
             raise ValueError(f"runs list families in different orders: {blind['family']} vs {seeing['family']}")
-        b, a = family_scores(blind), family_scores(seeing)
+        b, a = family_scores(blind, visual), family_scores(seeing, visual)
         se = a["accuracy_se"]
         # An accuracy of 0 or 1 has no spread of its own: measure its distance in chance's standard errors.
         scale = se if se > 0 else a["chance_se"]
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     from lmmr1_agent.models.embedded import VLM_RECIPE
 
     recipe = json.loads((args.recipe or VLM_RECIPE).read_text(encoding="utf-8"))
-    table = markdown_table(read_run(args.random), read_run(args.aligned))
+    table = markdown_table(read_run(args.random), read_run(args.aligned),
+                           recipe["config"].get("visual_targets", "description"))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
     share_curve(args.out / "curve.png", "alignment: held-out accuracy vs training minutes", recipe_series(recipe),

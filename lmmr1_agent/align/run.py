@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lmmr1_agent.align.data import FAMILY_NAMES, draw_rows, draw_text_rows
+from lmmr1_agent.align.data import FAMILY_NAMES, VISUAL_TARGETS, draw_rows, draw_text_rows
 from lmmr1_agent.align.phases import (
     LabelHeads,
     SharedOpening,
@@ -102,6 +102,9 @@ class AlignConfig:
                              "phase 2 step: text rehearsal, as LLaVA-1.5 mixes text-only data into its second stage, "
                              "so the language model keeps its arithmetic and its answers follow its reasoning")
     text_difficulties: str = option("1,2", "comma-separated TextMath difficulties of the text rehearsal")
+    visual_targets: str = option("description", "what phase 2 teaches inside <think> for a figure: 'description' "
+                                 "(what it shows; a chart's asked entry) or 'solution' (the env row's worked "
+                                 "solution: the reading, then each step of arithmetic, '180 - 66 - 49 = 65')")
     init_weights: str = option("", "weights.safetensors of an earlier alignment to continue from: its tower, "
                                "projector and LoRA factors are loaded; with --labels-steps 0 phase 1 and the "
                                "centring are skipped and phase 2 continues training the factors")
@@ -132,6 +135,9 @@ class AlignConfig:
             raise ValueError(f"--families: unknown {unknown}; choose from {', '.join(FAMILY_NAMES)}")
         _difficulties(self.difficulties, "difficulties")
         _difficulties(self.text_difficulties, "text-difficulties")
+        if self.visual_targets not in VISUAL_TARGETS:
+            raise ValueError(f"--visual-targets must be one of {', '.join(VISUAL_TARGETS)}, "
+                             f"got {self.visual_targets!r}")
         if self.init_weights and not Path(self.init_weights).is_file():
             raise ValueError(f"--init-weights: no file {self.init_weights}")
         if self.init_weights and not self.lora_rank:
@@ -360,14 +366,14 @@ def align(config: AlignConfig, *, progress: bool = True, state_dir: Path | None 
                          config.language_batch, families, difficulties, side)
         rows += draw_text_rows("train", _TEXT_SEEDS + config.seed * 1_000_003 + step * config.text_batch,
                                config.text_batch, config.text_difficulty_list)
-        loss, stats = language_loss(model, language_batch(adapter, rows), opening)
+        loss, stats = language_loss(model, language_batch(adapter, rows, config.visual_targets), opening)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", answer=f"{stats['answer_right']:.2f}")
         if step + 1 in evals:
-            held = language_eval(model, adapter, opening, prompts, config.language_batch)
+            held = language_eval(model, adapter, opening, prompts, config.language_batch, config.visual_targets)
             if text_prompts:
                 held.update(text_eval(model, adapter, opening, text_prompts, config.language_batch))
             curve.append({"phase": "language", "step": step + 1, "minutes": round(minutes(), 2),
@@ -400,18 +406,20 @@ def _recalibrate(model, config: AlignConfig) -> None:
 
 
 @torch.no_grad()
-def language_eval(model, adapter, opening: SharedOpening, rows: list[dict], batch: int) -> dict[str, float]:
+def language_eval(model, adapter, opening: SharedOpening, rows: list[dict], batch: int,
+                  visual: str = "description") -> dict[str, float]:
     """Held-out teacher-forced loss, share of answers whose every token is the argmax, and the image gain: how
     much the loss rises when each prompt shows another figure of its family (0: the model ignores the image)."""
     others = _same_family_swap(rows)
     totals = {"loss": 0.0, "answer": 0.0, "swapped": 0.0}
     for start in range(0, len(rows), batch):
         part = rows[start:start + batch]
-        loss, stats = language_loss(model, language_batch(adapter, part), opening)
+        loss, stats = language_loss(model, language_batch(adapter, part, visual), opening)
         swapped = [{**row, "image": other["image"]} for row, other in zip(part, others[start:start + batch])]
         totals["loss"] += loss.item() * len(part)
         totals["answer"] += stats["answer_right"] * len(part)
-        totals["swapped"] += language_loss(model, language_batch(adapter, swapped), opening)[0].item() * len(part)
+        totals["swapped"] += language_loss(model, language_batch(adapter, swapped, visual),
+                                           opening)[0].item() * len(part)
     return {"held_out_loss": round(totals["loss"] / len(rows), 4),
             "held_out_answer_right": round(totals["answer"] / len(rows), 4),
             "held_out_image_gain": round((totals["swapped"] - totals["loss"]) / len(rows), 4)}
@@ -491,8 +499,9 @@ def save_weights(result: dict, config: AlignConfig, command: list[str], folder: 
                  "phase 1": "figure labels (lmmr1_agent.align.data.figure_labels) read by attention heads from "
                             "the projector's image tokens; tower + projector train",
                  "phase 2": "env prompt (system + demonstration + figure + question) -> "
-                            "'<think>description</think><answer>gold answer</answer>', loss on the response "
-                            "only; projector + LoRA factors train, the tower is frozen",
+                            f"'<think>{config.visual_targets}</think><answer>gold answer</answer>' "
+                            "(lmmr1_agent.align.data.target_text), loss on the response only; projector + LoRA "
+                            "factors train, the tower is frozen",
                  "text rehearsal": (f"{config.text_batch} TextMath arithmetic problems (difficulties "
                                     f"{config.text_difficulty_list}, train split) per phase 2 step -> "
                                     "'<think>worked solution</think><answer>gold</answer>'"

@@ -8,7 +8,7 @@ import numpy as np
 
 from lmmr1_env.types import TaskRow
 from lmmr1_env.visualmath.drawing import BAR, GRID, INK, WHITE, Canvas
-from lmmr1_env.visualmath.family import Family, choice, integer, latex_number, multiple_choice, pick
+from lmmr1_env.visualmath.family import Family, choice, integer, latex_number, multiple_choice, pick, plain
 
 _PLOT = (78.0, 78.0, 420.0, 352.0)  # left, top, right, bottom of the plotting area, design units
 _TICK_STEPS = (1, 2, 5, 10)
@@ -86,20 +86,40 @@ def draw_bar_chart(rng: np.random.Generator, difficulty: int) -> TaskRow:
     row: TaskRow
     if difficulty <= 2:
         row = {"problem": theme["value"].format(a=said[i]), "answer": str(values[i])}
+        solution = f"{cats[i]}: {values[i]}"
     elif difficulty == 3:
         hi, lo = (i, j) if values[i] > values[j] else (j, i)
         row = {"problem": theme["more"].format(a=said[hi], b=said[lo]), "answer": str(values[hi] - values[lo])}
+        solution = f"{cats[hi]}: {values[hi]}, {cats[lo]}: {values[lo]}. {values[hi]} - {values[lo]} = {row['answer']}"
     elif difficulty == 4 and rng.random() < 0.4:
         row = {"problem": theme["total"], "answer": str(sum(values))}
+        solution = f"{_read(cats, values)} {_sum(values)} = {row['answer']}"
     elif difficulty == 4:
         key = pick(rng, ["most", "fewest"])
         best = values.index(max(values) if key == "most" else min(values))
         row = multiple_choice(rng, theme[key], cats[best], [c for k, c in enumerate(cats) if k != best])
+        solution = f"{_read(cats, values)} The {key} is {cats[best]}: {row['answer']}"
     else:
         row = {"problem": theme["mean"], "answer": latex_number(Fraction(sum(values), n))}
+        solution = f"{_read(cats, values)} {_mean(values)}"
     params = {"title": theme["title"], "cats": cats, "values": values, "step": step, "ticks": ticks,
               "labels": difficulty == 1, "operands": sorted(set(values))}
-    return {"problem": f"Use the bar chart. {row['problem']}", "answer": row["answer"], "params": params}
+    return {"problem": f"Use the bar chart. {row['problem']}", "answer": row["answer"], "params": params,
+            "solution": solution}
+
+
+def _read(names: list, values: list) -> str:
+    """``"Jan: 4, Feb: 7."``: a chart's values by name, as read off it."""
+    return ", ".join(f"{name}: {value}" for name, value in zip(names, values)) + "."
+
+
+def _sum(values: list) -> str:
+    return " + ".join(map(str, values))
+
+
+def _mean(values: list) -> str:
+    """The worked mean, ``(4 + 7) ÷ 2 = 5.5``."""
+    return f"({_sum(values)}) ÷ {len(values)} = {plain(Fraction(sum(values), len(values)))}"
 
 
 def _axes(canvas: Canvas, title: str, step: int, ticks: int) -> float:
@@ -148,22 +168,27 @@ def draw_line_chart(rng: np.random.Generator, difficulty: int) -> TaskRow:
     i, j = (int(k) for k in rng.permutation(n)[:2])
     if difficulty <= 2:
         problem, answer = theme["value"].format(a=years[i]), str(values[i])
+        solution = f"{years[i]}: {values[i]}"
     elif difficulty == 3:
         while values[i] == values[j]:
             i, j = (int(k) for k in rng.permutation(n)[:2])
         hi, lo = (i, j) if values[i] > values[j] else (j, i)
         problem, answer = theme["more"].format(a=years[hi], b=years[lo]), str(values[hi] - values[lo])
+        solution = f"{years[hi]}: {values[hi]}, {years[lo]}: {values[lo]}. {values[hi]} - {values[lo]} = {answer}"
     elif difficulty == 4:
         spans = [f"{years[k]} to {years[k + 1]}" for k in range(n - 1)]
         best = rises.index(max(rises))
         row = multiple_choice(rng, theme["rise"], spans[best], choice(rng, [s for s in spans if s != spans[best]],
                                                                       3))
         problem, answer = row["problem"], row["answer"]
+        solution = (f"{_read(years, values)} The largest rise is {spans[best]}: "
+                    f"{values[best + 1]} - {values[best]} = {rises[best]}. So {answer}")
     else:
         problem, answer = theme["mean"], latex_number(Fraction(sum(values), n))
+        solution = f"{_read(years, values)} {_mean(values)}"
     params = {"title": theme["title"], "years": years, "values": values, "step": step, "ticks": ticks,
               "labels": difficulty == 1, "operands": sorted(set(values))}
-    return {"problem": f"Use the line chart. {problem}", "answer": answer, "params": params}
+    return {"problem": f"Use the line chart. {problem}", "answer": answer, "params": params, "solution": solution}
 
 
 def render_line_chart(params: dict, canvas: Canvas) -> None:
@@ -205,25 +230,32 @@ def draw_table(rng: np.random.Generator, difficulty: int) -> TaskRow:
         one, several = _ITEMS[items[k]]
         if rng.random() < 0.5:
             problem, answer, operands = f"How many {several} were sold?", sold[k], [sold[k]]
+            solution = f"{items[k]}: {answer} sold"
         else:
             problem, answer, operands = f"How many dollars does one {one} cost?", prices[k], [prices[k]]
+            solution = f"{items[k]}: ${answer}"
         row = {"problem": problem, "answer": str(answer)}
     elif difficulty == 2:
         row, operands = {"problem": "How many items were sold altogether?", "answer": str(sum(sold))}, sold
+        solution = f"Sold: {_read(items, sold)} {_sum(sold)} = {row['answer']}"
     elif difficulty == 3:
         row = {"problem": f"How many dollars did the shop take from selling {_ITEMS[items[k]][1]}?",
                "answer": str(money[k])}
         operands = [prices[k], sold[k]]
+        solution = f"{items[k]}: ${prices[k]}, {sold[k]} sold. {prices[k]} × {sold[k]} = {money[k]}"
     elif difficulty == 4:
         row = {"problem": "How many dollars did the shop take in total?", "answer": str(sum(money))}
         operands = prices + sold
+        solution = " + ".join(f"{p} × {s}" for p, s in zip(prices, sold)) + f" = {row['answer']}"
     else:
         row = multiple_choice(rng, "Which item took the most money?", items[best],
                               [it for i, it in enumerate(items) if i != best])
         operands = prices + sold
+        takings = ", ".join(f"{it}: {p} × {s} = {m}" for it, p, s, m in zip(items, prices, sold, money))
+        solution = f"{takings}. The most is {items[best]}: {row['answer']}"
     params = {"items": items, "prices": prices, "sold": sold, "operands": sorted(set(operands))}
     return {"problem": f"The table shows a school shop's sales on one day. {row['problem']}",
-            "answer": row["answer"], "params": params}
+            "answer": row["answer"], "params": params, "solution": solution}
 
 
 def render_table(params: dict, canvas: Canvas) -> None:
@@ -260,7 +292,7 @@ def _series(key: str):
     def words(p: dict) -> str | None:
         if key not in p or "values" not in p:
             return None
-        return ", ".join(f"{x}: {v}" for x, v in zip(p[key], p["values"])) + "."
+        return _read(p[key], p["values"])
     return reading, words
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from lmmr1_env.types import TaskRow
 from lmmr1_env.visualmath.drawing import GRID, MARK, WHITE, Canvas, Point
-from lmmr1_env.visualmath.family import Family, integer, latex_number, pick
+from lmmr1_env.visualmath.family import Family, integer, latex_number, pick, plain, shown
 
 _GRID_BOX = (52.0, 36.0, 412.0, 396.0)
 
@@ -28,6 +28,7 @@ def draw_coordinates(rng: np.random.Generator, difficulty: int) -> TaskRow:
         axis = pick(rng, ["x", "y"])
         points, question, answer = {"A": a}, f"What is the {axis}-coordinate of point A?", a[axis == "y"]
         operands = a
+        work = f"Its {axis}-coordinate is {answer}"
     elif difficulty == 2:
         a = point()
         b = list(a)
@@ -36,6 +37,7 @@ def draw_coordinates(rng: np.random.Generator, difficulty: int) -> TaskRow:
             b[k] = integer(rng, lo1, high)
         points, question, answer = {"A": a, "B": b}, "How many units apart are points A and B?", abs(a[k] - b[k])
         operands = a + b
+        work = f"{max(a[k], b[k])} - {min(a[k], b[k])} = {answer}"
     elif difficulty == 3:
         while True:
             a, b = point(), point()
@@ -43,6 +45,8 @@ def draw_coordinates(rng: np.random.Generator, difficulty: int) -> TaskRow:
                 break
         points, question = {"A": a, "B": b}, "What is the slope of the line through points A and B?"
         answer, operands = Fraction(b[1] - a[1], b[0] - a[0]), a + b
+        work = (f"({b[1]} - {shown(a[1])}) ÷ ({b[0]} - {shown(a[0])}) = {shown(b[1] - a[1])} ÷ {shown(b[0] - a[0])}"
+                f" = {plain(answer)}")
     elif difficulty == 4:
         dx, dy, _ = pick(rng, [(3, 4, 5), (4, 3, 5), (6, 8, 10), (8, 6, 10)])
         dx, dy = dx * pick(rng, [1, -1]), dy * pick(rng, [1, -1])
@@ -51,6 +55,7 @@ def draw_coordinates(rng: np.random.Generator, difficulty: int) -> TaskRow:
         b = [a[0] + dx, a[1] + dy]
         points, question = {"A": a, "B": b}, "What is the distance between points A and B?"
         answer, operands = math.isqrt(dx * dx + dy * dy), a + b
+        work = f"{abs(dx)}² + {abs(dy)}² = {dx * dx + dy * dy}, so the distance is √{dx * dx + dy * dy} = {answer}"
     else:
         while True:
             a, b, c = point(), point(), point()
@@ -59,10 +64,18 @@ def draw_coordinates(rng: np.random.Generator, difficulty: int) -> TaskRow:
                 break
         points, question = {"A": a, "B": b, "C": c}, "What is the area of triangle ABC, in square units?"
         answer, operands = Fraction(abs(cross), 2), a + b + c
+        work = (f"({b[0]} - {shown(a[0])}) × ({c[1]} - {shown(a[1])}) - ({b[1]} - {shown(a[1])}) × "
+                f"({c[0]} - {shown(a[0])}) = {cross}, {abs(cross)} ÷ 2 = {plain(answer)}")
     params = {"range": [low, high], "points": points, "line": difficulty == 3,
               "triangle": difficulty == 5, "operands": sorted(set(operands))}
+    where = _where(points)
     return {"problem": f"The figure shows points on a coordinate grid. {question}",
-            "answer": latex_number(Fraction(answer)), "params": params}
+            "answer": latex_number(Fraction(answer)), "params": params, "solution": f"{where} {work}"}
+
+
+def _where(points: dict) -> str:
+    """``"A is at (7, 6). B is at (2, 3)."``: the words for a figure's points."""
+    return " ".join(f"{name} is at ({x}, {y})." for name, (x, y) in points.items())
 
 
 def render_coordinates(params: dict, canvas: Canvas) -> None:
@@ -117,4 +130,4 @@ def _clip_line(a: list[int], b: list[int], low: int, high: int) -> tuple[Point, 
 
 COORDINATES = Family("coordinates", draw_coordinates, render_coordinates,
                      lambda p: [c for point in p["points"].values() for c in point],
-                     lambda p: " ".join(f"{name} is at ({x}, {y})." for name, (x, y) in p["points"].items()))
+                     lambda p: _where(p["points"]))

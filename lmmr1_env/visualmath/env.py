@@ -58,7 +58,9 @@ class VisualMathEnv(MathEnv):
     sides), ``circles`` (answers in π), ``coordinates`` (reading points, distance, slope, triangle area),
     ``bar_chart``, ``line_chart``, ``table``, ``counting`` (shapes by colour and kind), ``clock`` (analogue
     clocks) and ``shaded_fraction``. The numbers needed to answer are only in the picture, never in the
-    question; some questions are multiple choice (A–D). Or problems come from a dataset: LMM-R1's JSONL (a
+    question; some questions are multiple choice (A–D). A procedural task row (:func:`generate_task`) also carries
+    a worked ``solution`` in plain text, what is read off the figure then each step (``x = 180 - 66 - 49 = 65``):
+    supervised targets for a warm start, never shown to the agent. Or problems come from a dataset: LMM-R1's JSONL (a
     ``message`` chat whose user content holds ``{"type": "image", "image": PATH}``), plain
     ``{"problem", "answer", "image"}`` rows, or a list of such dicts. Paths are local files, plain or
     ``file://``, relative to the dataset file; remote URLs, missing, unreadable and truncated images, and

@@ -10,7 +10,10 @@ size)``, does both and adds the image. Keeping them apart lets the env choose a 
 before paying for pixels, and lets a logged task row be re-drawn exactly.
 
 ``params["operands"]`` lists the numbers a solver must read off the figure; they never appear in the
-question text (tests/test_visualmath.py checks this for every family).
+question text (tests/test_visualmath.py checks this for every family). ``spec["solution"]`` is a short worked
+solution in plain text: what is read off the figure, then each step of arithmetic as ``expression = value``
+(``×``, ``÷``, ``-``, ``²``; fractions as ``p/q``), its last sentence naming the answer. It lies outside ``params``,
+so it does not move a problem's split.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ LETTERS = "ABCD"
 ZOOMS = tuple(round(0.80 + 0.01 * k, 2) for k in range(16))
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "DIFFICULTIES", "Family", "choice", "fraction_latex", "integer", "latex_number",
-           "multiple_choice", "pick"]
+           "multiple_choice", "pick", "plain", "shown"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,20 @@ def fraction_latex(value: Fraction) -> str:
         return str(value.numerator)
     sign = "-" if value < 0 else ""
     return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+
+
+def plain(value: Fraction | int, decimal: bool = True) -> str:
+    """An exact number as a worked solution writes it: ``12``, ``-2.5`` (an exact short decimal, where the answer's
+    form has one; ``decimal=False`` for answers written as fractions) or ``35/3``."""
+    value = Fraction(value)
+    text = latex_number(value) if decimal else str(value.numerator)
+    return text if "frac" not in text and (decimal or value.denominator == 1) else \
+        f"{value.numerator}/{value.denominator}"
+
+
+def shown(value: Fraction | int) -> str:
+    """:func:`plain`, in parentheses when negative: how a worked step writes an operand."""
+    return f"({plain(value)})" if value < 0 else plain(value)
 
 
 def multiple_choice(rng: np.random.Generator, question: str, correct: str, distractors: Sequence[str]) -> TaskRow:

@@ -22,7 +22,7 @@ from lmmr1_env.visualmath.drawing import (
     right_angle_mark,
     tick_marks,
 )
-from lmmr1_env.visualmath.family import Family, fraction_latex, integer, latex_number, pick
+from lmmr1_env.visualmath.family import Family, fraction_latex, integer, latex_number, pick, plain
 
 LABEL = 19  # design-unit font size of figure labels
 
@@ -61,16 +61,19 @@ def draw_angles(rng: np.random.Generator, difficulty: int) -> TaskRow:
         angles, shown, x = [a, b, 180 - a - b], [0, 1], 2
         params = {"kind": "triangle", "angles": angles, "shown": shown, "x": x}
         answer, operands = 180 - a - b, [a, b]
+        solution = f"The angles shown are {a}° and {b}°. 180 - {a} - {b} = {answer}"
     elif difficulty == 2:
         if rng.random() < 0.5:
             apex = 2 * integer(rng, 15, 60)
             base = (180 - apex) // 2
             params = {"kind": "isosceles", "angles": [base, base, apex], "shown": [2], "x": 0}
             answer, operands = base, [apex]
+            solution = f"The apex angle is {apex}° and the base angles are equal. (180 - {apex}) ÷ 2 = {base}"
         else:
             a = integer(rng, 25, 65)
             params = {"kind": "right", "angles": [90, a, 90 - a], "shown": [1], "x": 2}
             answer, operands = 90 - a, [a]
+            solution = f"The triangle has a right angle and a {a}° angle. 90 - {a} = {answer}"
     elif difficulty == 3:
         while True:
             a, c = integer(rng, 30, 90), integer(rng, 30, 90)
@@ -80,9 +83,13 @@ def draw_angles(rng: np.random.Generator, difficulty: int) -> TaskRow:
         if rng.random() < 0.5:
             params = {"kind": "exterior", "angles": [a, b, c], "shown": [0, 2], "x": "exterior"}
             answer, operands = a + c, [a, c]
+            solution = (f"The angles shown are {a}° and {c}°; the exterior angle x is their sum. "
+                        f"{a} + {c} = {answer}")
         else:
             params = {"kind": "exterior", "angles": [a, b, c], "shown": [0, "exterior"], "x": 2}
             answer, operands = c, [a, a + c]
+            solution = (f"The exterior angle is {a + c}°, the sum of {a}° and x. "
+                        f"{a + c} - {a} = {answer}")
     elif difficulty == 4:
         phi = pick(rng, [*range(40, 80), *range(101, 141)])
         given = (integer(rng, 0, 1), integer(rng, 0, 3))
@@ -93,18 +100,27 @@ def draw_angles(rng: np.random.Generator, difficulty: int) -> TaskRow:
         params = {"kind": "parallel", "phi": phi, "given": list(given), "asked": list(asked)}
         value = [phi, 180 - phi, phi, 180 - phi]
         answer, operands = value[asked[1]], [value[given[1]]]
+        if answer == value[given[1]]:
+            solution = f"The angle shown is {answer}°; x is equal to it (parallel lines), so {answer}"
+        else:
+            solution = (f"The angle shown is {value[given[1]]}°; x is its supplement (parallel lines). "
+                        f"180 - {value[given[1]]} = {answer}")
     else:
         a, b = integer(rng, 25, 60), integer(rng, 25, 60)
         if rng.random() < 0.5:
             params = {"kind": "zigzag", "a": a, "b": b, "shown": ["a", "b"]}
             answer, operands = a + b, [a, b]
+            solution = (f"The angles shown are {a}° and {b}°; the angle x at the bend is their sum. "
+                        f"{a} + {b} = {answer}")
         else:
             params = {"kind": "zigzag", "a": a, "b": b, "shown": ["a", "p"]}
             answer, operands = b, [a, a + b]
+            solution = (f"The angle at the bend is {a + b}°, the sum of {a}° and x. "
+                        f"{a + b} - {a} = {answer}")
     params["operands"] = operands
     lines = "The lines marked with arrows are parallel. " if params["kind"] in ("parallel", "zigzag") else ""
     return {"problem": f"{lines}Find the value of x in the figure, in degrees.", "answer": str(answer),
-            "params": params}
+            "params": params, "solution": solution}
 
 
 def _triangle(angles: list[int]) -> tuple[Point, Point, Point]:
@@ -209,6 +225,8 @@ def draw_polygons(rng: np.random.Generator, difficulty: int) -> TaskRow:
         params = {"kind": "rectangle", "w": w, "h": h}
         value, name = (w * h if want == "area" else 2 * (w + h)), "rectangle"
         operands = [w, h]
+        work = f"{w} × {h} = {value}" if want == "area" else f"2 × ({w} + {h}) = {value}"
+        solution = f"The rectangle is {w} cm by {h} cm. {work}"
     elif difficulty == 2:
         if want == "perimeter":
             times = integer(rng, 1, 2)
@@ -218,33 +236,49 @@ def draw_polygons(rng: np.random.Generator, difficulty: int) -> TaskRow:
         params = {"kind": "right_triangle", "a": a, "b": b, "c": c}
         value, name = (Fraction(a * b, 2) if want == "area" else a + b + c), "right triangle"
         operands = [a, b] + ([c] if c else [])
+        if want == "area":
+            solution = f"The legs are {a} cm and {b} cm. {a} × {b} ÷ 2 = {plain(value)}"
+        else:
+            solution = f"The sides are {a} cm, {b} cm and {c} cm. {a} + {b} + {c} = {value}"
     elif difficulty == 3:
         want = "area"
         if rng.random() < 0.5:
             top, bottom, h = integer(rng, 3, 10), integer(rng, 11, 18), integer(rng, 3, 10)
             params = {"kind": "trapezoid", "top": top, "bottom": bottom, "h": h, "shift": integer(rng, 0, 3)}
             value, name, operands = Fraction((top + bottom) * h, 2), "trapezoid", [top, bottom, h]
+            solution = (f"The parallel sides are {top} cm and {bottom} cm, the height {h} cm. "
+                        f"({top} + {bottom}) × {h} ÷ 2 = {plain(value)}")
         else:
             h, off, s = pick(rng, [(4, 3, 5), (8, 6, 10), (12, 5, 13), (6, 8, 10), (3, 4, 5)])
             base = integer(rng, max(6, off + 2), 16)
             params = {"kind": "parallelogram", "base": base, "h": h, "off": off, "s": s}
             value, name, operands = base * h, "parallelogram", [base, h]
+            solution = f"The base is {base} cm and the height {h} cm. {base} × {h} = {value}"
     elif difficulty == 4:
         big_w, big_h = integer(rng, 8, 16), integer(rng, 8, 16)
         cut_w, cut_h = integer(rng, 2, big_w - 3), integer(rng, 2, big_h - 3)
         params = {"kind": "l_shape", "W": big_w, "H": big_h, "cw": cut_w, "ch": cut_h}
         value = big_w * big_h - cut_w * cut_h if want == "area" else 2 * (big_w + big_h)
         name, operands = "shape (all corners are right angles)", [big_w, big_h, big_w - cut_w, big_h - cut_h]
+        if want == "area":
+            solution = (f"It is a {big_w} cm by {big_h} cm rectangle less a corner of "
+                        f"({big_w} - {big_w - cut_w}) cm by ({big_h} - {big_h - cut_h}) cm. "
+                        f"{big_w} × {big_h} - {cut_w} × {cut_h} = {value}")
+        else:
+            solution = (f"Its perimeter is that of the {big_w} cm by {big_h} cm rectangle around it. "
+                        f"2 × ({big_w} + {big_h}) = {value}")
     else:
         want = "area"
         w, h, roof = 2 * integer(rng, 3, 8), integer(rng, 4, 12), integer(rng, 3, 9)
         params = {"kind": "house", "w": w, "h": h, "roof": roof}
         value, name, operands = Fraction(w * h * 2 + w * roof, 2), "figure (a rectangle with a triangle on top)", \
             [w, h, roof]
+        solution = (f"A {w} cm by {h} cm rectangle and a triangle of base {w} cm and height {roof} cm. "
+                    f"{w} × {h} + {w} × {roof} ÷ 2 = {plain(value)}")
     params["operands"] = operands
     unit = "square centimetres" if want == "area" else "centimetres"
     return {"problem": f"All lengths in the {name} are in centimetres. What is its {want}, in {unit}?",
-            "answer": latex_number(Fraction(value)), "params": params}
+            "answer": latex_number(Fraction(value)), "params": params, "solution": solution}
 
 
 def _height(canvas, pts, label: str) -> None:
@@ -321,6 +355,12 @@ def render_polygons(params: dict, canvas: Canvas) -> None:
 _SECTOR_ANGLES = (30, 40, 45, 60, 72, 90, 120, 135, 150, 210, 240, 270, 300)
 
 
+def plain_pi(k: Fraction) -> str:
+    """``k·π`` as a worked solution writes it: ``π``, ``16π`` or ``(25/2)π``."""
+    k = Fraction(k)
+    return "π" if k == 1 else f"{k.numerator}π" if k.denominator == 1 else f"({k.numerator}/{k.denominator})π"
+
+
 def pi_latex(k: Fraction) -> str:
     """``k·π`` in LaTeX: ``\\pi``, ``16\\pi`` or ``\\frac{25}{2}\\pi``."""
     k = Fraction(k)
@@ -330,36 +370,44 @@ def pi_latex(k: Fraction) -> str:
 def draw_circles(rng: np.random.Generator, difficulty: int) -> TaskRow:
     """Areas and lengths in terms of π: radius (1), diameter (2), sector (3), ring (4), a circle less two (5)."""
     want = "area" if rng.random() < 0.6 else "circumference"
+    step: str | None  # the worked step that gives the multiple of π (None: read off the figure)
     if difficulty == 1:
         r = integer(rng, 2, 12)
         params, operands = {"kind": "radius", "r": r}, [r]
         k = Fraction(r * r) if want == "area" else Fraction(2 * r)
         what = f"the {want} of the circle"
+        read, step = f"The radius is {r} cm.", f"{r}²" if want == "area" else f"2 × {r}"
     elif difficulty == 2:
         d = integer(rng, 3, 20)
         params, operands = {"kind": "diameter", "d": d}, [d]
         k = Fraction(d * d, 4) if want == "area" else Fraction(d)
         what = f"the {want} of the circle"
+        read, step = f"The diameter is {d} cm.", f"({d} ÷ 2)²" if want == "area" else None
     elif difficulty == 3:
         r, theta = integer(rng, 2, 12), pick(rng, _SECTOR_ANGLES)
         params, operands = {"kind": "sector", "r": r, "theta": theta}, [r, theta]
+        read = f"The radius is {r} cm and the angle {theta}°."
         if want == "area":
-            k, what = Fraction(theta * r * r, 360), "the area of the shaded sector"
+            k, what, step = Fraction(theta * r * r, 360), "the area of the shaded sector", f"{theta} ÷ 360 × {r}²"
         else:
             k, what = Fraction(theta * 2 * r, 360), "the length of the arc of the shaded sector"
+            step = f"{theta} ÷ 360 × 2 × {r}"
     elif difficulty == 4:
         big = integer(rng, 4, 14)
         small = integer(rng, 1, big - 2)
         params, operands = {"kind": "ring", "R": big, "r": small}, [big, small]
         k, what = Fraction(big * big - small * small), "the area of the shaded ring"
+        read, step = f"The radii are {big} cm and {small} cm.", f"{big}² - {small}²"
     else:
         r = integer(rng, 2, 9)
         params, operands = {"kind": "two_holes", "r": r}, [r]
         k, what = Fraction(2 * r * r), "the area of the shaded region (the two small circles are equal and " \
                                        "touch each other and the big circle on one diameter)"
+        read, step = f"The small radius is {r} cm, the big one {2 * r} cm.", f"{2 * r}² - 2 × {r}²"
     params["operands"] = operands
+    solution = f"{read} {step} = {plain(k, decimal=False)}, so" if step else read.removesuffix(".") + ", so"
     return {"problem": f"Find {what}. Lengths are in centimetres; give the answer in terms of π.",
-            "answer": pi_latex(k), "params": params}
+            "answer": pi_latex(k), "params": params, "solution": f"{solution} {plain_pi(k)}"}
 
 
 def render_circles(params: dict, canvas: Canvas) -> None:

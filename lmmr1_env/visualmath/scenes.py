@@ -9,7 +9,7 @@ import numpy as np
 
 from lmmr1_env.types import TaskRow
 from lmmr1_env.visualmath.drawing import COLOURS, INK, SHADE, WHITE, Canvas
-from lmmr1_env.visualmath.family import Family, choice, fraction_latex, integer, multiple_choice, pick
+from lmmr1_env.visualmath.family import Family, choice, fraction_latex, integer, multiple_choice, pick, plain
 
 # ---- counting ----
 
@@ -40,20 +40,26 @@ def draw_counting(rng: np.random.Generator, difficulty: int) -> TaskRow:
         if difficulty == 1:
             colour = pick(rng, colours)
             question, answer, operands = f"How many {colour} circles are there?", by_colour[colour], [by_colour[colour]]
+            solution = _there_are(answer, f"{colour} circle")
         elif difficulty == 2:
             colour, kind = pick(rng, colours), pick(rng, kinds)
             answer = sum(s[0] == kind and s[1] == colour for s in shapes)
             question, operands = f"How many {colour} {kind}s are there?", [answer]
+            solution = _there_are(answer, f"{colour} {kind}")
         elif difficulty == 3:
             colour = pick(rng, colours)
             answer = n - by_colour[colour]
             question, operands = f"How many shapes are not {colour}?", [n, by_colour[colour]]
+            solution = (f"There are {n} shapes, {by_colour[colour]} of them {colour}. "
+                        f"{n} - {by_colour[colour]} = {answer}")
         elif difficulty == 4:
             more, less = choice(rng, kinds, 2)
             if by_kind[more] < by_kind[less]:
                 more, less = less, more
             answer = by_kind[more] - by_kind[less]
             question, operands = f"How many more {more}s than {less}s are there?", [by_kind[more], by_kind[less]]
+            solution = (f"There are {by_kind[more]} {more}s and {by_kind[less]} {less}s. "
+                        f"{by_kind[more]} - {by_kind[less]} = {answer}")
         else:
             top = max(by_colour.values())
             winners = [c for c in colours if by_colour[c] == top]
@@ -64,11 +70,18 @@ def draw_counting(rng: np.random.Generator, difficulty: int) -> TaskRow:
     if difficulty == 5:
         row = multiple_choice(rng, "Which colour do the most shapes have?", answer,
                               [c for c in colours if c != answer])
+        counts = ", ".join(f"{by_colour[c]} {c}" for c in colours)
+        solution = f"The shapes are {counts}. The most are {answer}: {row['answer']}"
     else:
         row = {"problem": question, "answer": str(answer)}
     params = {"shapes": shapes, "operands": sorted(set(operands))}
     return {"problem": f"Look at the shapes in the picture. {row['problem']}", "answer": row["answer"],
-            "params": params}
+            "params": params, "solution": solution}
+
+
+def _there_are(count: int, thing: str) -> str:
+    """``"There is 1 red star"``, ``"There are 3 red stars"``."""
+    return f"There is 1 {thing}" if count == 1 else f"There are {count} {thing}s"
 
 
 def _star(x: float, y: float, r: float) -> list[tuple[float, float]]:
@@ -104,12 +117,15 @@ def draw_clock(rng: np.random.Generator, difficulty: int) -> TaskRow:
     hour = integer(rng, 1, 12)
     if difficulty == 1:
         minute, question, answer = 0, "What hour does the clock show?", hour
+        work = f"The hour is {hour}"
     elif difficulty == 2:
         minute = 5 * integer(rng, 1, 11)
         question, answer = "How many minutes past the hour does the clock show?", minute
+        work = f"That is {minute} minutes past {hour}"
     elif difficulty == 3:
         minute = integer(rng, 1, 59)
         question, answer = "How many minutes are left until the next full hour?", 60 - minute
+        work = f"60 - {minute} = {answer}"
     elif difficulty == 4:
         minute = integer(rng, 1, 59)
         while True:
@@ -117,19 +133,32 @@ def draw_clock(rng: np.random.Generator, difficulty: int) -> TaskRow:
             answer = ((target - hour) % 12) * 60 - minute
             if answer > 0 and target not in (hour, minute, answer):
                 break
+        hours = f"{target} - {hour}" if target > hour else f"{target} + 12 - {hour}"
+        work = f"({hours}) × 60 - {minute} = {answer}"
         question = f"How many minutes from the time shown until the clock next shows {target} o'clock?"
     else:
         minute = integer(rng, 0, 59)
         answer = 5 * integer(rng, 4, 60)
-        end = (hour % 12) * 60 + minute + answer
+        start = (hour % 12) * 60 + minute
+        end = start + answer
         end_hour, end_minute = (end // 60) % 12 or 12, end % 60
         params = {"clocks": [[hour, minute], [end_hour, end_minute]],
                   "operands": sorted({hour, minute, end_hour, end_minute} - {0})}
+        # minutes since the last 12 o'clock before the start: an end past 12 counts its hour from 12 on
+        later = end // 60
+        solution = (f"It starts at {hour}:{minute:02d} and ends at {end_hour}:{end_minute:02d}. "
+                    f"({later} × 60 + {end_minute}) - ({hour % 12} × 60 + {minute}) = {answer}")
         return {"problem": "A lesson starts at the time on the left clock and ends at the time on the right clock, "
                            "on the same day. How many minutes does the lesson last?",
-                "answer": str(answer), "params": params}
+                "answer": str(answer), "params": params, "solution": solution}
     params = {"clocks": [[hour, minute]], "operands": sorted({hour, minute} - {0})}
-    return {"problem": f"Look at the clock. {question}", "answer": str(answer), "params": params}
+    return {"problem": f"Look at the clock. {question}", "answer": str(answer), "params": params,
+            "solution": f"{_times(params['clocks'])} {work}"}
+
+
+def _times(clocks: list) -> str:
+    """``"The clock shows 3:05."``: the words for a figure's clocks."""
+    return " ".join(f"The clock shows {h}:{m:02d}." for h, m in clocks)
 
 
 def _clock_face(canvas: Canvas, cx: float, cy: float, r: float, hour: int, minute: int) -> None:
@@ -182,16 +211,26 @@ def draw_shaded_fraction(rng: np.random.Generator, difficulty: int) -> TaskRow:
     total = rows * cols
     shaded = integer(rng, 1, total - 1)
     cells = list(range(shaded)) if shape == "strips" else sorted(int(c) for c in rng.permutation(total)[:shaded])
+    seen = f"{shaded} of {total} equal parts are shaded."
     if difficulty == 4:
         question, value = "What fraction of the figure is not shaded? Give it in lowest terms.", \
             Fraction(total - shaded, total)
+        work = f"Not shaded: ({total} - {shaded})/{total} = {_lowest(total - shaded, total)}"
     elif difficulty == 5:
         question, value = "What percent of the figure is shaded?", Fraction(100 * shaded, total)
+        work = f"100 × {shaded} ÷ {total} = {plain(value)}, so {plain(value)}%"
     else:
         question, value = "What fraction of the figure is shaded? Give it in lowest terms.", Fraction(shaded, total)
+        work = _lowest(shaded, total)
     params = {"shape": shape, "rows": rows, "cols": cols, "cells": cells, "operands": sorted({shaded, total})}
     return {"problem": f"The figure is divided into equal parts. {question}", "answer": fraction_latex(value),
-            "params": params}
+            "params": params, "solution": f"{seen} {work}"}
+
+
+def _lowest(part: int, whole: int) -> str:
+    """``"4/6 = 2/3"`` (or ``"3/7"``): a fraction of the figure, then in lowest terms."""
+    value = Fraction(part, whole)
+    return f"{part}/{whole}" + (f" = {plain(value, decimal=False)}" if value.denominator != whole else "")
 
 
 def render_shaded_fraction(params: dict, canvas: Canvas) -> None:
@@ -238,6 +277,6 @@ COUNTING = Family("counting", draw_counting, render_counting,
                   # one count per colour a figure may use, in a fixed order (0 for a colour not drawn)
                   lambda p: [_counts_by_colour(p["shapes"]).get(c, 0) for c in tuple(COLOURS)[:4]], _counting_words)
 CLOCK = Family("clock", draw_clock, render_clock, lambda p: [v for clock in p["clocks"] for v in clock],
-               lambda p: " ".join(f"The clock shows {h}:{m:02d}." for h, m in p["clocks"]) if "clocks" in p else None)
+               lambda p: _times(p["clocks"]) if "clocks" in p else None)
 SHADED_FRACTION = Family("shaded_fraction", draw_shaded_fraction, render_shaded_fraction,
                          lambda p: [len(p["cells"]), p["rows"] * p["cols"]], _shaded_words)
