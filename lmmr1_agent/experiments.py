@@ -33,7 +33,8 @@ from lmmr1_agent.stats import seeds_mean_stderr
 
 RESULTS = "results.json"
 #: A sweep file's keys and an evaluation's; unknown keys are errors.
-SWEEP_KEYS = {"arms", "seeds", "evaluation"}
+SWEEP_KEYS = {"arms", "seeds", "evaluation", "claims"}
+CLAIM_KEYS = {"claim", "arm", "baseline", "metric", "expect"}
 EVALUATION_KEYS = {"envs", "temperature", "max_new_tokens", "batch_size", "seed", "demonstration"}
 EVAL_ENV_KEYS = {"name", "id", "kwargs", "episodes", "metrics", "max_turns"}
 ARM_KEYS = {"title", "description", "model", "after", "stages"}
@@ -59,6 +60,8 @@ class Sweep:
     arms: dict[str, Arm]
     seeds: list[int]
     evaluation: dict[str, Any]
+    #: The paper's claims as differences to test: ``{"claim", "arm", "baseline", "metric", "expect"}`` each.
+    claims: list[dict[str, str]]
 
 
 def _unknown(data: dict, known: set[str], where: str) -> None:
@@ -95,7 +98,9 @@ def load_sweep(path: Path) -> Sweep:
         if arm.after and arm.after not in arms:
             raise ConfigError(f"arm {arm.name}: after {arm.after!r}, which is not an arm of {path}")
     _check_evaluation(evaluation, path)
-    return Sweep(path, arms, seeds, evaluation)
+    claims = data.get("claims") or []
+    _check_claims(claims, arms, evaluation, path)
+    return Sweep(path, arms, seeds, evaluation, claims)
 
 
 def load_arm(path: Path) -> Arm:
@@ -132,6 +137,24 @@ def _check_evaluation(evaluation: dict, path: Path) -> None:
         if not isinstance(env["metrics"], dict) or not env["metrics"]:
             raise ConfigError(f"{where}: metrics must map a column name to return, success or an info key")
         check_env(env["id"], {"split": "test", **env.get("kwargs", {})}, where)
+
+
+def _check_claims(claims: Any, arms: dict[str, Arm], evaluation: dict, path: Path) -> None:
+    columns = [f"{env['name']} {column}" for env in evaluation["envs"] for column in env["metrics"]]
+    if not isinstance(claims, list):
+        raise ConfigError(f"{path}: claims must be a list of {{claim, arm, baseline, metric, expect}}")
+    for i, claim in enumerate(claims):
+        where = f"{path}: claims[{i}]"
+        if not isinstance(claim, dict) or not {"claim", "arm", "baseline", "metric"} <= set(claim):
+            raise ConfigError(f"{where} needs claim, arm, baseline and metric")
+        _unknown(claim, CLAIM_KEYS, where)
+        for key in ("arm", "baseline"):
+            if claim[key] not in arms:
+                raise ConfigError(f"{where}: {key} {claim[key]!r} is not an arm ({', '.join(arms)})")
+        if claim["metric"] not in columns:
+            raise ConfigError(f"{where}: metric {claim['metric']!r} is not a column ({', '.join(columns)})")
+        if claim.get("expect", "higher") not in ("higher", "lower"):
+            raise ConfigError(f"{where}: expect must be higher or lower, got {claim['expect']!r}")
 
 
 # ---- one arm, one seed ----
@@ -273,7 +296,33 @@ def summarize(sweep: Sweep, output: Path, arms: list[str]) -> dict[str, Any]:
                 table["families"].setdefault(f"{env['name']} {family}", None)
         table["arms"][name] = row
     table["families"] = sorted(table["families"])
+    table["claims"] = [judge_claim(sweep, output, claim) for claim in sweep.claims]
     return table
+
+
+def _episodes(sweep: Sweep, output: Path, arm: str, metric: str) -> dict[int | None, list[float]]:
+    """One arm's values of a metric (``"TextMath accuracy"``) per seed (None: an arm evaluated once)."""
+    env, column = next((e, c) for e in sweep.evaluation["envs"] for c in e["metrics"] if f"{e['name']} {c}" == metric)
+    out = {}
+    for path in sorted((output / arm).glob(f"seed_*/{RESULTS}")):
+        record = json.loads(path.read_text())
+        if env["name"] in record["envs"]:
+            out[record["seed"]] = _values(record["envs"][env["name"]], env["metrics"][column])
+    return out
+
+
+def judge_claim(sweep: Sweep, output: Path, claim: dict[str, str]) -> dict[str, Any]:
+    """A claim's difference, arm − baseline, paired problem by problem and seed by seed (a baseline evaluated once
+    pairs with every seed), its standard error (:func:`seeds_mean_stderr`), and the verdict: ``held`` when it is
+    more than 2 SE in the expected direction, ``reversed`` when more than 2 SE the other way, else ``not shown``."""
+    arm, base = (_episodes(sweep, output, claim[key], claim["metric"]) for key in ("arm", "baseline"))
+    pairs = [(values, base.get(seed, base.get(None))) for seed, values in arm.items()]
+    diffs = [[a - b for a, b in zip(x, y)] for x, y in pairs if y is not None and len(x) == len(y)]
+    mean, se, seeds = seeds_mean_stderr(diffs)
+    sign = -1.0 if claim.get("expect") == "lower" else 1.0
+    verdict = "no results" if not seeds else "held" if sign * mean > 2 * se else \
+        "reversed" if sign * mean < -2 * se else "not shown"
+    return {**claim, "difference": mean, "se": se, "seeds": seeds, "verdict": verdict}
 
 
 def _cell(value: tuple[float, float, int] | None, scale: float) -> str:
@@ -300,6 +349,15 @@ def format_markdown(table: dict[str, Any], sweep: Sweep) -> str:
         for row in table["arms"].values():
             lines.append(f"| {row['title']} | " + " | ".join(_cell(row["families"].get(f), 100)
                                                              for f in table["families"]) + " |")
+    if table["claims"]:
+        lines += ["", "| claim (LMM-R1) | arm − baseline | metric | difference | seeds | verdict (2 SE) |",
+                  "|---|---|---|---|---|---|"]
+        for c in table["claims"]:
+            scale = 100 if c["metric"] in shares else 1
+            titles = " − ".join(table["arms"].get(c[k], {}).get("title", c[k]) for k in ("arm", "baseline"))
+            difference = f"{c['difference'] * scale:+.1f} ± {c['se'] * scale:.1f}" if c["seeds"] else "–"
+            lines.append(f"| {c['claim']} | {titles} | {c['metric']}{' %' if scale == 100 else ''} | {difference} | "
+                         f"{c['seeds']} | {c['verdict']} |")
     return "\n".join(lines)
 
 
@@ -372,12 +430,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.table_only:
             for seed in seeds:  # every stage of every arm is resolved and checked before the first one trains
                 for name in arms:
-                    configs = stage_configs(sweep.arms[name], seed, output, overrides, sweep, check_only=True)
-                    if args.check:
-                        after = sweep.arms[name].after
-                        print(f"{name} seed {seed}: " + (f"after {after}: " if after else "") +
+                    arm = sweep.arms[name]
+                    configs = stage_configs(arm, seed, output, overrides, sweep, check_only=True)
+                    if args.check and (arm.stages or seed == seeds[0]):  # an arm without training runs once
+                        done = (arm_dir(output, name, seed, bool(arm.stages)) / RESULTS).is_file()
+                        print(f"{name} " + (f"seed {seed}" if arm.stages else "(every seed)") + ": " +
+                              (f"after {arm.after}: " if arm.after else "") +
                               (" → ".join(f"{c.stage} ({c.num_steps} steps, {c.envs[0]['id']})" for c in configs)
-                               or f"evaluate {sweep.arms[name].model}"))
+                               or f"evaluate {overrides.get('model') or arm.model}") +
+                              (" [done: skipped]" if done else ""))
             if args.check:
                 return 0
             start = time.monotonic()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lmmr1_agent.experiments import load_sweep, main
+from lmmr1_agent.experiments import judge_claim, load_sweep, main
 from lmmr1_agent.stats import seeds_mean_stderr
 from lmmr1_agent.train import default_config
 from tests.tiny_models import build_fastvlm, build_llama
@@ -76,6 +76,9 @@ def test_the_shipped_sweep_runs_every_arm_once_and_resumes_without_retraining(tm
     families = table.split("\n\n")[1].splitlines()[0]  # the per-family table: VisualMath's families only
     assert families.startswith("| arm | VisualMath ") and "TextMath" not in families
     assert (out / "results.png").stat().st_size > 10_000
+    claims = table.split("\n\n")[2].splitlines()  # the paper's claims, each judged by its paired difference
+    assert claims[0].startswith("| claim (LMM-R1) |") and len(claims) == 2 + 7
+    assert all(line.rsplit(" | ", 1)[1] in ("held |", "reversed |", "not shown |") for line in claims[2:])
     summary = json.loads((out / "results.json").read_text())
     assert summary["arms"]["fre_text"]["seeds"] == [0] and summary["arms"]["base"]["seeds"] == [None]
 
@@ -90,15 +93,28 @@ def test_the_shipped_sweep_runs_every_arm_once_and_resumes_without_retraining(tm
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert (out / "direct_rl" / "seed_0" / "results.json").is_file()
+    # the plan names what a run would skip, and an arm without training once
+    assert main([*sweep_args(sweep, model, out), "--seeds", "0", "1", "--check"]) == 0
+    plan = capsys.readouterr().out.splitlines()
+    assert "direct_rl seed 0: mgt (1 steps, LMMR1/VisualMath-v0) [done: skipped]" in plan
+    assert "direct_rl seed 1: mgt (1 steps, LMMR1/VisualMath-v0)" in plan
+    assert [line for line in plan if line.startswith("base")] == [f"base (every seed): evaluate {model} "
+                                                                   "[done: skipped]"]
 
 
-def test_the_standard_error_spans_seeds_and_episodes():
+def test_the_standard_error_spans_seeds_and_the_shared_test_problems():
     mean, se, seeds = seeds_mean_stderr([[1.0, 0.0], [1.0, 1.0]])
     assert (mean, seeds) == (0.75, 2)
-    # seed means 0.5 and 1.0 (variance 0.125), episode se² 0.25 and 0: se² = (0.125 + 0.125) / 2
+    # seed means 0.5 and 1.0 (variance 0.125), episode means over the seeds 1.0 and 0.5 (variance 0.125):
+    # se² = 0.125 / 2 + 0.125 / 2
     assert se == pytest.approx(math.sqrt(0.125))
     one_seed = seeds_mean_stderr([[1.0, 0.0, 1.0, 0.0]])  # one seed: the episodes' standard error only
     assert one_seed[1] == pytest.approx(math.sqrt(1 / 3 / 4))
+    # seeds that play the same problems alike: more seeds do not shrink the test problems' noise
+    assert seeds_mean_stderr([[1.0, 0.0, 1.0, 0.0]] * 3)[1] == pytest.approx(one_seed[1])
+    # unpaired seeds (other episode counts): each seed's episodes are their own sample
+    unpaired = seeds_mean_stderr([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0]])
+    assert unpaired[1] == pytest.approx(math.sqrt((1 / 3 / 4 + 1 / 2 / 2) / 2 / 2))
     assert math.isnan(seeds_mean_stderr([[], []])[0])
 
 
@@ -128,7 +144,7 @@ def test_the_paper_sweep_checks_with_its_data_files_in_place(tmp_path, monkeypat
     assert main(["--sweep", str(default_config("experiments/paper/sweep")), "--check"]) == 0
     plan = capsys.readouterr().out
     assert "fre_text_mgt_geo seed 0: after fre_text: mgt (117 steps, LMMR1/VisualMath-v0)" in plan
-    assert "base seed 0: evaluate Qwen/Qwen2.5-VL-3B-Instruct" in plan
+    assert "base (every seed): evaluate Qwen/Qwen2.5-VL-3B-Instruct" in plan and "[done" not in plan
     assert not (tmp_path / "runs" / "experiments" / "fre_text").exists()  # nothing trained
 
 
@@ -148,6 +164,44 @@ def test_a_bad_arm_file_is_one_line_naming_it(tmp_path, capsys, arm, message):
         main(["--sweep", str(tmp_path / "sweep.yaml"), "--output-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_claim_is_judged_on_the_same_problems_seed_by_seed(tmp_path):
+    """arm − baseline is paired problem by problem (a baseline evaluated once pairs with every seed); more than
+    2 SE in the expected direction holds, the other way is reversed."""
+    sweep = load_sweep(default_config("experiments/sweep"))
+
+    def record(arm: str, seed: int | None, success: list[float]) -> None:
+        folder = tmp_path / arm / (f"seed_{seed}" if seed is not None else "seed_all")
+        folder.mkdir(parents=True)
+        env = {"return": success, "success": success, "family": [None] * len(success), "info": {}}
+        (folder / "results.json").write_text(json.dumps({"seed": seed, "envs": {"TextMath": env}}))
+
+    record("base", None, [1.0, 0.0] * 4)
+    record("fre_text", 0, [1.0] * 8)
+    record("fre_text", 1, [1.0] * 7 + [0.0])
+    claim = {"claim": "lifts text", "arm": "fre_text", "baseline": "base", "metric": "TextMath accuracy"}
+    judged = judge_claim(sweep, tmp_path, claim)
+    # differences [0, 1] * 4 and [0, 1, 0, 1, 0, 1, 0, 0]: seed means 0.5, 0.375; problem means [0, 1, ..., 0, 0.5]
+    problems = [0.0, 1.0] * 3 + [0.0, 0.5]
+    seed_part = (2 * 0.0625**2) / 2  # variance of the seed means (n - 1 = 1) over 2 seeds
+    expected = math.sqrt(seed_part + seeds_mean_stderr([problems])[1] ** 2)
+    assert judged["difference"] == pytest.approx(0.4375) and judged["se"] == pytest.approx(expected)
+    assert judged["seeds"] == 2 and judged["verdict"] == "held"
+    assert judge_claim(sweep, tmp_path, {**claim, "expect": "lower"})["verdict"] == "reversed"
+    assert judge_claim(sweep, tmp_path, {**claim, "arm": "direct_rl"})["verdict"] == "no results"
+
+
+def test_a_bad_claim_is_one_line_naming_it(tmp_path, capsys):
+    shipped = Path(default_config("experiments/sweep"))
+    for arm in shipped.parent.glob("*.yaml"):
+        (tmp_path / arm.name).write_text(arm.read_text())
+    (tmp_path / "sweep.yaml").write_text(shipped.read_text().replace("metric: TextMath accuracy}",
+                                                                     "metric: TextMath accuracyy}", 1))
+    with pytest.raises(SystemExit):
+        main(["--sweep", str(tmp_path / "sweep.yaml"), "--check"])
+    err = capsys.readouterr().err
+    assert "claims[0]: metric 'TextMath accuracyy' is not a column (TextMath accuracy, VisualMath accuracy" in err
 
 
 def test_an_unknown_arm_or_set_key_is_refused(capsys):
