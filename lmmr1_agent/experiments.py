@@ -121,16 +121,22 @@ def load_arm(path: Path) -> Arm:
                data.get("after"), stages)
 
 
+def _entries(items: list, required: tuple[str, ...], known: set[str], where: str):
+    """``(place, mapping)`` for each entry of a list of mappings that has the ``required`` keys and no unknown one."""
+    for i, item in enumerate(items):
+        place = f"{where}[{i}]"
+        if not isinstance(item, dict) or not set(required) <= set(item):
+            raise ConfigError(f"{place} needs {', '.join(required[:-1])} and {required[-1]}")
+        _unknown(item, known, place)
+        yield place, item
+
+
 def _check_evaluation(evaluation: dict, path: Path) -> None:
     _unknown(evaluation, EVALUATION_KEYS, f"{path}: evaluation")
     envs = evaluation.get("envs")
     if not isinstance(envs, list) or not envs:
         raise ConfigError(f"{path}: evaluation.envs must list the environments every arm's result plays")
-    for i, env in enumerate(envs):
-        where = f"{path}: evaluation.envs[{i}]"
-        if not isinstance(env, dict) or not {"name", "id", "episodes", "metrics"} <= set(env):
-            raise ConfigError(f"{where} needs name, id, episodes and metrics")
-        _unknown(env, EVAL_ENV_KEYS, where)
+    for where, env in _entries(envs, ("name", "id", "episodes", "metrics"), EVAL_ENV_KEYS, f"{path}: evaluation.envs"):
         for key in ("episodes", "max_turns"):
             if key in env and (not isinstance(env[key], int) or env[key] < 1):
                 raise ConfigError(f"{where}: {key} must be a positive integer")
@@ -143,11 +149,7 @@ def _check_claims(claims: Any, arms: dict[str, Arm], evaluation: dict, path: Pat
     columns = [f"{env['name']} {column}" for env in evaluation["envs"] for column in env["metrics"]]
     if not isinstance(claims, list):
         raise ConfigError(f"{path}: claims must be a list of {{claim, arm, baseline, metric, expect}}")
-    for i, claim in enumerate(claims):
-        where = f"{path}: claims[{i}]"
-        if not isinstance(claim, dict) or not {"claim", "arm", "baseline", "metric"} <= set(claim):
-            raise ConfigError(f"{where} needs claim, arm, baseline and metric")
-        _unknown(claim, CLAIM_KEYS, where)
+    for where, claim in _entries(claims, ("claim", "arm", "baseline", "metric"), CLAIM_KEYS, f"{path}: claims"):
         for key in ("arm", "baseline"):
             if claim[key] not in arms:
                 raise ConfigError(f"{where}: {key} {claim[key]!r} is not an arm ({', '.join(arms)})")
