@@ -275,6 +275,11 @@ def _values(env: dict[str, Any], source: str) -> list[float]:
     return [float(v) for v in raw if v is not None]
 
 
+def _records(output: Path, arm: str) -> list[dict[str, Any]]:
+    """The arm's ``results.json`` records, one per seed (one, ``seed_all``, for an arm evaluated once)."""
+    return [json.loads(p.read_text()) for p in sorted((output / arm).glob(f"seed_*/{RESULTS}"))]
+
+
 def summarize(sweep: Sweep, output: Path, arms: list[str]) -> dict[str, Any]:
     """Every metric of every arm over the seeds that have results, and the accuracy per family of each env whose
     episodes come from several families."""
@@ -282,7 +287,7 @@ def summarize(sweep: Sweep, output: Path, arms: list[str]) -> dict[str, Any]:
     for env in sweep.evaluation["envs"]:
         table["columns"] += [f"{env['name']} {column}" for column in env["metrics"]]
     for name in arms:
-        records = [json.loads(p.read_text()) for p in sorted((output / name).glob(f"seed_*/{RESULTS}"))]
+        records = _records(output, name)
         if not records:
             continue
         row = {"title": sweep.arms[name].title, "seeds": [r["seed"] for r in records], "metrics": {}, "families": {},
@@ -305,12 +310,8 @@ def summarize(sweep: Sweep, output: Path, arms: list[str]) -> dict[str, Any]:
 def _episodes(sweep: Sweep, output: Path, arm: str, metric: str) -> dict[int | None, list[float]]:
     """One arm's values of a metric (``"TextMath accuracy"``) per seed (None: an arm evaluated once)."""
     env, column = next((e, c) for e in sweep.evaluation["envs"] for c in e["metrics"] if f"{e['name']} {c}" == metric)
-    out = {}
-    for path in sorted((output / arm).glob(f"seed_*/{RESULTS}")):
-        record = json.loads(path.read_text())
-        if env["name"] in record["envs"]:
-            out[record["seed"]] = _values(record["envs"][env["name"]], env["metrics"][column])
-    return out
+    return {record["seed"]: _values(record["envs"][env["name"]], env["metrics"][column])
+            for record in _records(output, arm) if env["name"] in record["envs"]}
 
 
 def judge_claim(sweep: Sweep, output: Path, claim: dict[str, str]) -> dict[str, Any]:
