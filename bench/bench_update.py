@@ -1,6 +1,6 @@
 """The learner's update with a group's shared prompt run once, against every row run in full, on the same samples.
 
-One rollout of MGT's default config (``configs/mgt.yaml``: VisualMath, 4 prompts × 8 samples, the embedded VLM)
+One rollout of MGT's default config (``configs/mgt.yaml``: VisualMath, 16 figures × 4 samples, the embedded VLM)
 is collected once and every advantage set nonzero (so every group trains, the slowest case); then
 ``Learner.update`` runs on it ``--repeats`` times with ``share_prefix`` on and off, alternating, from the same
 weights and optimizer state. Prints the machine, the seconds per update of each and their ratio, and the largest
